@@ -1,0 +1,201 @@
+//! The MNIST continua: tasks made of the base data set and a per-task pixel map.
+
+use std::fmt;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::mnist::{Mnist, IMAGE_PIXELS, NUM_CLASSES};
+use super::transform::PixelMap;
+use crate::error::{Error, Result};
+use crate::rng::{self, Purpose};
+
+/// Which continuum to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchmarkKind {
+    /// Each task permutes the pixels with its own fixed random permutation.
+    MnistPermutations,
+    /// Task t rotates every image by an angle drawn in [t*180/T, (t+1)*180/T) degrees.
+    MnistRotations,
+}
+
+impl BenchmarkKind {
+    /// The command-line name.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::MnistPermutations => "mnist-permutations",
+            Self::MnistRotations => "mnist-rotations",
+        }
+    }
+}
+
+impl fmt::Display for BenchmarkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// What identifies a task's transform in a results file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskDescriptor {
+    /// A pixel permutation, by the SHA-256 of its source map.
+    Permutation {
+        /// Hex SHA-256 of the permutation.
+        sha256: String,
+    },
+    /// A rotation by this many degrees, counter-clockwise.
+    Rotation {
+        /// The angle drawn for the task.
+        degrees: f64,
+    },
+}
+
+/// One task: a transform of the base data and the training examples drawn for it.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The per-task transform, applied to training and test images alike.
+    pub map: PixelMap,
+    /// Indices into the base training set of the examples this task trains on.
+    pub train_indices: Vec<u32>,
+    /// How the transform is reported.
+    pub descriptor: TaskDescriptor,
+}
+
+/// How to build a benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchmarkSpec {
+    /// Which continuum.
+    pub kind: BenchmarkKind,
+    /// Number of tasks.
+    pub tasks: usize,
+    /// Training examples drawn per task.
+    pub samples_per_task: usize,
+    /// Train the tasks in a random order instead of 0..T-1.
+    pub shuffle_tasks: bool,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+/// A continuum of tasks over MNIST.
+#[derive(Debug)]
+pub struct Benchmark {
+    kind: BenchmarkKind,
+    data: Mnist,
+    tasks: Vec<Task>,
+}
+
+impl Benchmark {
+    /// Draws the tasks of `spec` from its seed over the base data.
+    pub fn new(data: Mnist, spec: &BenchmarkSpec) -> Result<Self> {
+        let available = data.train.len();
+        if spec.tasks == 0 {
+            return Err(Error::InvalidOption {
+                option: "--tasks",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if spec.samples_per_task == 0 || spec.samples_per_task > available {
+            return Err(Error::InvalidOption {
+                option: "--samples-per-task",
+                reason: format!(
+                    "must be between 1 and the {available} training images, got {}",
+                    spec.samples_per_task
+                ),
+            });
+        }
+        let mut rng = rng::stream(spec.seed, Purpose::Benchmark);
+        let mut tasks: Vec<Task> = (0..spec.tasks)
+            .map(|t| {
+                let (map, descriptor) = match spec.kind {
+                    BenchmarkKind::MnistPermutations => {
+                        let map = PixelMap::random_permutation(IMAGE_PIXELS, &mut rng);
+                        let sha256 = map.digest();
+                        (map, TaskDescriptor::Permutation { sha256 })
+                    }
+                    BenchmarkKind::MnistRotations => {
+                        let width = 180.0 / spec.tasks as f64;
+                        let degrees = t as f64 * width + rng.random::<f64>() * width;
+                        (
+                            PixelMap::rotation(degrees),
+                            TaskDescriptor::Rotation { degrees },
+                        )
+                    }
+                };
+                let train_indices =
+                    rand::seq::index::sample(&mut rng, available, spec.samples_per_task)
+                        .into_iter()
+                        .map(|i| i as u32)
+                        .collect();
+                Task {
+                    map,
+                    train_indices,
+                    descriptor,
+                }
+            })
+            .collect();
+        if spec.shuffle_tasks {
+            tasks.shuffle(&mut rng::stream(spec.seed, Purpose::TaskOrder));
+        }
+        Ok(Self {
+            kind: spec.kind,
+            data,
+            tasks,
+        })
+    }
+
+    /// Which continuum this is.
+    pub fn kind(&self) -> BenchmarkKind {
+        self.kind
+    }
+
+    /// The tasks in training order.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// Input features per example.
+    pub fn input_dim(&self) -> usize {
+        IMAGE_PIXELS
+    }
+
+    /// Number of classes of the shared head.
+    pub fn num_classes(&self) -> usize {
+        NUM_CLASSES
+    }
+
+    /// Number of test examples of each task.
+    pub fn test_len(&self) -> usize {
+        self.data.test.len()
+    }
+
+    /// Writes base training examples `indices`, transformed for `task`, into `xs` and `ys`.
+    pub fn fill_train(&self, task: usize, indices: &[u32], xs: &mut [f32], ys: &mut [u32]) {
+        let split = &self.data.train;
+        let map = &self.tasks[task].map;
+        for ((&i, x), y) in indices
+            .iter()
+            .zip(xs.chunks_exact_mut(IMAGE_PIXELS))
+            .zip(ys.iter_mut())
+        {
+            map.apply_scaled(split.image(i as usize), x);
+            *y = u32::from(split.labels[i as usize]);
+        }
+    }
+
+    /// Writes test examples `start..start + ys.len()`, transformed for `task`, into `xs` and `ys`.
+    pub fn fill_test(&self, task: usize, start: usize, xs: &mut [f32], ys: &mut [u32]) {
+        let split = &self.data.test;
+        let map = &self.tasks[task].map;
+        for (k, (x, y)) in xs
+            .chunks_exact_mut(IMAGE_PIXELS)
+            .zip(ys.iter_mut())
+            .enumerate()
+        {
+            map.apply_scaled(split.image(start + k), x);
+            *y = u32::from(split.labels[start + k]);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Per-task input transforms: a fixed map from each output pixel to a source pixel.
+//!
+//! Both MNIST continua are of this kind. A permutation maps every output pixel to a
+//! distinct source pixel; a nearest-neighbour rotation maps each output pixel to the
+//! source pixel its centre lands in, or to nothing (zero fill) when that falls outside
+//! the image. Tasks are therefore the base data plus one small `PixelMap`, applied when
+//! a batch or a test chunk is needed; no transformed copy of the data set is kept.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use super::mnist::{IMAGE_PIXELS, IMAGE_SIDE};
+
+/// Marks an output pixel with no source (filled with zero).
+const NO_SOURCE: u32 = u32::MAX;
+
+/// For each output pixel, the index of the input pixel it copies, or none (zero).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PixelMap {
+    source: Vec<u32>,
+}
+
+impl PixelMap {
+    /// The identity map on `n` pixels.
+    pub fn identity(n: usize) -> Self {
+        Self {
+            source: (0..n as u32).collect(),
+        }
+    }
+
+    /// A uniformly random permutation of `n` pixels drawn from `rng`.
+    pub fn random_permutation(n: usize, rng: &mut impl Rng) -> Self {
+        let mut map = Self::identity(n);
+        map.source.shuffle(rng);
+        map
+    }
+
+    /// Counter-clockwise rotation of a 28x28 image by `degrees` about its centre,
+    /// nearest-neighbour, zero fill, no expansion: the semantics of PIL's
+    /// `Image.rotate(angle)` with its defaults, which the reference uses.
+    ///
+    /// Output pixel (x, y) takes the input pixel containing the point obtained by rotating
+    /// its centre (x + 0.5, y + 0.5) clockwise by `degrees` about (14, 14).
+    pub fn rotation(degrees: f64) -> Self {
+        let side = IMAGE_SIDE as f64;
+        let centre = side / 2.0;
+        let theta = degrees.to_radians();
+        // PIL rounds the matrix entries to 15 decimals, which makes multiples of 90 degrees exact.
+        let round15 = |v: f64| (v * 1e15).round() / 1e15;
+        let (cos, sin) = (round15(theta.cos()), round15(theta.sin()));
+        let mut source = Vec::with_capacity(IMAGE_PIXELS);
+        for y in 0..IMAGE_SIDE {
+            for x in 0..IMAGE_SIDE {
+                let dx = x as f64 + 0.5 - centre;
+                let dy = y as f64 + 0.5 - centre;
+                let sx = (cos * dx - sin * dy + centre).floor();
+                let sy = (sin * dx + cos * dy + centre).floor();
+                let inside = (0.0..side).contains(&sx) && (0.0..side).contains(&sy);
+                source.push(if inside {
+                    sy as u32 * IMAGE_SIDE as u32 + sx as u32
+                } else {
+                    NO_SOURCE
+                });
+            }
+        }
+        Self { source }
+    }
+
+    /// Number of output pixels.
+    pub fn len(&self) -> usize {
+        self.source.len()
+    }
+
+    /// Whether the map has no pixels.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty()
+    }
+
+    /// Source pixel of output pixel `i` (`None`: filled with zero).
+    pub fn source_of(&self, i: usize) -> Option<usize> {
+        let s = self.source[i];
+        (s != NO_SOURCE).then_some(s as usize)
+    }
+
+    /// Writes the transformed image, scaled from 0..=255 to [0, 1], into `out`.
+    pub fn apply_scaled(&self, image: &[u8], out: &mut [f32]) {
+        debug_assert_eq!(out.len(), self.source.len());
+        for (o, &s) in out.iter_mut().zip(&self.source) {
+            *o = match image.get(s as usize) {
+                Some(&p) => f32::from(p) * (1.0 / 255.0),
+                None => 0.0,
+            };
+        }
+    }
+
+    /// SHA-256 (hex) of the map, identifying a permutation in results files.
+    pub fn digest(&self) -> String {
+        let bytes: Vec<u8> = self.source.iter().flat_map(|s| s.to_le_bytes()).collect();
+        super::mnist::sha256_hex(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn random_image(seed: u64) -> Vec<u8> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..IMAGE_PIXELS).map(|_| rng.random()).collect()
+    }
+
+    fn apply(map: &PixelMap, image: &[u8]) -> Vec<f32> {
+        let mut out = vec![0.0; IMAGE_PIXELS];
+        map.apply_scaled(image, &mut out);
+        out
+    }
+
+    #[test]
+    fn permutation_is_a_bijection_and_seeded() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let p = PixelMap::random_permutation(IMAGE_PIXELS, &mut rng);
+        let mut seen = vec![false; IMAGE_PIXELS];
+        for i in 0..IMAGE_PIXELS {
+            let s = p.source_of(i).unwrap();
+            assert!(!seen[s], "source {s} used twice");
+            seen[s] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+        assert_ne!(p, PixelMap::identity(IMAGE_PIXELS));
+        let mut rng2 = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        assert_eq!(p, PixelMap::random_permutation(IMAGE_PIXELS, &mut rng2));
+        // Applying it moves pixel values without changing the multiset.
+        let img = random_image(1);
+        let mut a: Vec<u32> = apply(&p, &img)
+            .iter()
+            .map(|v| (v * 255.0).round() as u32)
+            .collect();
+        let mut b: Vec<u32> = img.iter().map(|&v| u32::from(v)).collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rotation_by_zero_is_identity() {
+        assert_eq!(PixelMap::rotation(0.0), PixelMap::identity(IMAGE_PIXELS));
+        let img = random_image(2);
+        let expected: Vec<f32> = img.iter().map(|&p| f32::from(p) / 255.0).collect();
+        let got = apply(&PixelMap::rotation(0.0), &img);
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-7);
+        }
+    }
+
+    #[test]
+    fn rotation_by_90_matches_hand_rotated_image() {
+        // Counter-clockwise by 90 degrees: output row r, column c is input row c, column 27 - r.
+        let img = random_image(3);
+        let got = apply(&PixelMap::rotation(90.0), &img);
+        for r in 0..IMAGE_SIDE {
+            for c in 0..IMAGE_SIDE {
+                let want = img[c * IMAGE_SIDE + (IMAGE_SIDE - 1 - r)];
+                assert_eq!(
+                    (got[r * IMAGE_SIDE + c] * 255.0).round() as u8,
+                    want,
+                    "pixel ({r}, {c})"
+                );
+            }
+        }
+        // Four quarter turns bring the image back.
+        let q = PixelMap::rotation(90.0);
+        let mut x: Vec<u8> = img.clone();
+        for _ in 0..4 {
+            x = apply(&q, &x)
+                .iter()
+                .map(|v| (v * 255.0).round() as u8)
+                .collect();
+        }
+        assert_eq!(x, img);
+    }
+
+    #[test]
+    fn rotation_by_45_clips_corners_and_keeps_centre() {
+        let map = PixelMap::rotation(45.0);
+        assert_eq!(
+            map.source_of(0),
+            None,
+            "corner comes from outside the image"
+        );
+        assert!(map.source_of(14 * IMAGE_SIDE + 14).is_some());
+        let filled = (0..IMAGE_PIXELS)
+            .filter(|&i| map.source_of(i).is_none())
+            .count();
+        // Square and rotated square overlap in an octagon of 2(sqrt 2 - 1) = 83% of the area: ~135 empty.
+        assert!((100..250).contains(&filled), "{filled} zero-filled pixels");
+    }
+}

@@ -1,0 +1,137 @@
+//! The library's one error type.
+
+use std::path::PathBuf;
+
+use crate::qp::QpError;
+
+/// Everything that can go wrong in the library, with enough context to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // === Data ===
+    /// The data directory does not exist.
+    #[error("data directory not found: {path} (set --data-dir or EPISODIC_DATA)")]
+    DataDirMissing {
+        /// The directory that was looked for.
+        path: PathBuf,
+    },
+    /// A required data file is absent.
+    #[error("data file not found: {path}")]
+    FileMissing {
+        /// The file (without or with `.gz`) that was looked for.
+        path: PathBuf,
+    },
+    /// Reading a file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A gzip stream is truncated or corrupt.
+    #[error("corrupt or truncated gzip data in {path}: {source}")]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// The decompressor's error.
+        source: std::io::Error,
+    },
+    /// An IDX file is malformed (wrong magic, dimensions, or length).
+    #[error("malformed IDX file {path}: {reason}")]
+    Idx {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Image and label files disagree on the number of examples.
+    #[error("image/label count mismatch: {images_path} has {images} images but {labels_path} has {labels} labels")]
+    CountMismatch {
+        /// The image file.
+        images_path: PathBuf,
+        /// Its number of images.
+        images: usize,
+        /// The label file.
+        labels_path: PathBuf,
+        /// Its number of labels.
+        labels: usize,
+    },
+    /// A file's content does not match its published checksum.
+    #[error("checksum mismatch for {path}: expected SHA-256 {expected}, found {actual}")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The published SHA-256 of the uncompressed content.
+        expected: String,
+        /// The SHA-256 found.
+        actual: String,
+    },
+
+    // === Configuration ===
+    /// An option has an impossible value.
+    #[error("invalid value for {option}: {reason}")]
+    InvalidOption {
+        /// The option's name as the user spells it (e.g. `--lr`).
+        option: &'static str,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// A buffer handed to the library has the wrong length.
+    #[error("shape mismatch in {what}: expected {expected}, got {actual}")]
+    Shape {
+        /// What was being checked.
+        what: &'static str,
+        /// The expected length.
+        expected: usize,
+        /// The length received.
+        actual: usize,
+    },
+    /// A label is outside the model's classes.
+    #[error("label {label} out of range for {classes} classes{}", context.as_deref().map(|c| format!(" in {c}")).unwrap_or_default())]
+    LabelOutOfRange {
+        /// The label.
+        label: u32,
+        /// The number of classes.
+        classes: usize,
+        /// Where the label came from, if known.
+        context: Option<String>,
+    },
+
+    // === Training ===
+    /// The loss became NaN or infinite.
+    #[error("non-finite loss {loss} at step {step} of task {task} (try a smaller --lr)")]
+    NonFiniteLoss {
+        /// The loss value.
+        loss: f32,
+        /// Task index in training order.
+        task: usize,
+        /// Global step counter (batches seen), 0-based.
+        step: usize,
+    },
+    /// GEM's quadratic program failed.
+    #[error("GEM projection failed at step {step} of task {task}: {source}")]
+    Qp {
+        /// Task index.
+        task: usize,
+        /// Global step.
+        step: usize,
+        /// The solver's error.
+        source: QpError,
+    },
+
+    // === Output ===
+    /// Results could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The destination.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Serialising results failed.
+    #[error("cannot serialise results: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,238 @@
+//! The one training and evaluation loop, shared by the command line, tests and benchmarks.
+//!
+//! Evaluation schedule (gem-reference.md section 6): every task's test set is scored once
+//! before any training (the baseline row b) and again each time a task ends; row i of the
+//! accuracy matrix R is the evaluation after task i.
+
+use std::time::{Duration, Instant};
+
+use crate::config::ExperimentConfig;
+use crate::data::{Benchmark, BenchmarkSpec, Mnist, Stream};
+use crate::error::{Error, Result};
+use crate::method::{self, Batch, Method};
+use crate::metrics;
+use crate::model::Mlp;
+use crate::results::{peak_rss_bytes, Evaluation, RunResults, Timing};
+use crate::rng::{self, Purpose};
+
+/// Test examples scored per forward pass during evaluation.
+const EVAL_CHUNK: usize = 1000;
+
+/// What the loop is doing, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Training is about to start.
+    Started {
+        /// Mini-batches in the whole stream.
+        total_steps: u64,
+        /// Number of tasks.
+        tasks: usize,
+    },
+    /// A mini-batch was trained.
+    Step {
+        /// Mini-batches trained so far.
+        step: u64,
+        /// Its task.
+        task: usize,
+    },
+    /// Every task's test set is being scored.
+    Evaluating {
+        /// The task just finished, or `None` for the baseline.
+        after_task: Option<usize>,
+    },
+}
+
+/// Runs `config` on `data`, reporting progress to `on_progress`.
+pub fn run(
+    config: &ExperimentConfig,
+    data: Mnist,
+    on_progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<RunResults> {
+    config.validate()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()
+        .map_err(|e| Error::InvalidOption {
+            option: "--threads",
+            reason: e.to_string(),
+        })?;
+    pool.install(|| run_in_pool(config, data, on_progress))
+}
+
+fn run_in_pool(
+    config: &ExperimentConfig,
+    data: Mnist,
+    on_progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<RunResults> {
+    let started = Instant::now();
+    let spec = BenchmarkSpec {
+        kind: config.benchmark,
+        tasks: config.tasks,
+        samples_per_task: config.samples_per_task,
+        shuffle_tasks: config.shuffle_tasks,
+        seed: config.seed,
+    };
+    let bench = Benchmark::new(data, &spec)?;
+    if config.model.input != bench.input_dim() || config.model.classes != bench.num_classes() {
+        return Err(Error::InvalidOption {
+            option: "model",
+            reason: format!(
+                "the network maps {} inputs to {} classes; {} has {} inputs and {} classes",
+                config.model.input,
+                config.model.classes,
+                bench.kind(),
+                bench.input_dim(),
+                bench.num_classes()
+            ),
+        });
+    }
+    let examples: Vec<&[u32]> = bench
+        .tasks()
+        .iter()
+        .map(|t| t.train_indices.as_slice())
+        .collect();
+    let stream = Stream::new(&examples, config.epochs, config.batch_size, config.seed);
+    let model = Mlp::new(
+        &config.model,
+        config.threads,
+        &mut rng::stream(config.seed, Purpose::ModelInit),
+    )?;
+    let mut method = method::build(&config.method, Box::new(model), config.tasks)?;
+
+    let mut evaluator = Evaluator::new(&bench);
+    let mut evaluations = Vec::with_capacity(config.tasks + 1);
+    on_progress(Progress::Evaluating { after_task: None });
+    evaluations.push(evaluator.evaluate(method.as_mut(), 0, None)?);
+
+    let total_steps = stream.batches().len() as u64;
+    on_progress(Progress::Started {
+        total_steps,
+        tasks: config.tasks,
+    });
+    let d = bench.input_dim();
+    let mut xs = vec![0.0f32; config.batch_size * d];
+    let mut ys = vec![0u32; config.batch_size];
+    let mut train_time = Duration::ZERO;
+    let batches = stream.batches();
+    for (i, span) in batches.iter().enumerate() {
+        let n = span.range.len();
+        bench.fill_train(
+            span.task,
+            stream.examples(span),
+            &mut xs[..n * d],
+            &mut ys[..n],
+        );
+        let t0 = Instant::now();
+        method.observe(&Batch {
+            task: span.task,
+            xs: &xs[..n * d],
+            ys: &ys[..n],
+        })?;
+        train_time += t0.elapsed();
+        let step = i as u64 + 1;
+        on_progress(Progress::Step {
+            step,
+            task: span.task,
+        });
+        let task_ends = batches.get(i + 1).is_none_or(|next| next.task != span.task);
+        if task_ends {
+            on_progress(Progress::Evaluating {
+                after_task: Some(span.task),
+            });
+            evaluations.push(evaluator.evaluate(method.as_mut(), step, Some(span.task))?);
+        }
+    }
+
+    let baseline = evaluations[0].accuracies.clone();
+    let accuracy_matrix: Vec<Vec<f64>> = evaluations[1..]
+        .iter()
+        .map(|e| e.accuracies.clone())
+        .collect();
+    let paper = metrics::paper(&baseline, &accuracy_matrix);
+    let stats = method.stats();
+    Ok(RunResults {
+        episodic_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: None,
+        config: config.clone(),
+        tasks: bench.tasks().iter().map(|t| t.descriptor.clone()).collect(),
+        metrics: paper,
+        metrics_reference_convention: metrics::reference_convention(&paper, accuracy_matrix.len()),
+        baseline,
+        accuracy_matrix,
+        evaluations,
+        steps: stats.steps,
+        projected_steps: stats.projected_steps,
+        timing: Timing {
+            total_seconds: started.elapsed().as_secs_f64(),
+            train_seconds: train_time.as_secs_f64(),
+            memory_gradient_seconds: stats.memory_gradient_time.as_secs_f64(),
+            projection_seconds: stats.projection_time.as_secs_f64(),
+            evaluation_seconds: evaluator.time.as_secs_f64(),
+            data_seconds: 0.0,
+            peak_rss_bytes: peak_rss_bytes(),
+        },
+    })
+}
+
+/// Scores a method on every task's test set, through reusable buffers.
+struct Evaluator<'a> {
+    bench: &'a Benchmark,
+    xs: Vec<f32>,
+    ys: Vec<u32>,
+    predictions: Vec<u32>,
+    time: Duration,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(bench: &'a Benchmark) -> Self {
+        let chunk = EVAL_CHUNK.min(bench.test_len());
+        Self {
+            bench,
+            xs: vec![0.0; chunk * bench.input_dim()],
+            ys: vec![0; chunk],
+            predictions: vec![0; chunk],
+            time: Duration::ZERO,
+        }
+    }
+
+    /// Accuracy on every task's whole test set (all N examples, divided by N).
+    fn evaluate(
+        &mut self,
+        method: &mut dyn Method,
+        step: u64,
+        after_task: Option<usize>,
+    ) -> Result<Evaluation> {
+        let started = Instant::now();
+        let n = self.bench.test_len();
+        let d = self.bench.input_dim();
+        let chunk = self.ys.len();
+        let mut accuracies = Vec::with_capacity(self.bench.tasks().len());
+        for task in 0..self.bench.tasks().len() {
+            let mut correct = 0usize;
+            let mut start = 0;
+            while start < n {
+                let m = chunk.min(n - start);
+                self.bench
+                    .fill_test(task, start, &mut self.xs[..m * d], &mut self.ys[..m]);
+                method.predict(&self.xs[..m * d], task, &mut self.predictions[..m])?;
+                correct += self.predictions[..m]
+                    .iter()
+                    .zip(&self.ys[..m])
+                    .filter(|(p, y)| p == y)
+                    .count();
+                start += m;
+            }
+            accuracies.push(if n == 0 {
+                0.0
+            } else {
+                correct as f64 / n as f64
+            });
+        }
+        self.time += started.elapsed();
+        Ok(Evaluation {
+            step,
+            after_task,
+            accuracies,
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! # episodic
+//!
+//! Continual learning with Gradient Episodic Memory (GEM; Lopez-Paz and Ranzato, NIPS 2017)
+//! and its baselines, on the paper's MNIST continua, with the paper's metrics.
+//!
+//! The pieces, in the order data flows through them:
+//!
+//! - [`data`]: MNIST IDX files (checked on load), per-task pixel maps, [`data::Benchmark`]s
+//!   (MNIST Permutations, MNIST Rotations) and the training [`data::Stream`];
+//! - [`model`]: the [`model::Model`] trait (flat parameters) and a native MLP on `gemm`;
+//! - [`method`]: the [`method::Method`] trait, `single` and `gem`; [`memory`] and [`qp`] serve GEM;
+//! - [`experiment`]: the one training/evaluation loop; [`metrics`]: ACC, BWT, FWT;
+//!   [`results`]: the results JSON.
+//!
+//! ```no_run
+//! use episodic::{config::{ExperimentConfig, MethodKind}, data::{BenchmarkKind, Checksums, Mnist}};
+//!
+//! let data = Mnist::load("data".as_ref(), Checksums::Verify)?;
+//! let config = ExperimentConfig::paper(BenchmarkKind::MnistPermutations, MethodKind::Gem, 1);
+//! let results = episodic::experiment::run(&config, data, &mut |_| {})?;
+//! println!("ACC {:.3}", results.metrics.acc);
+//! # Ok::<(), episodic::Error>(())
+//! ```
+
+pub mod config;
+pub mod data;
+mod error;
+pub mod experiment;
+pub(crate) mod linalg;
+pub mod memory;
+pub mod method;
+pub mod metrics;
+pub mod model;
+pub mod qp;
+pub mod results;
+pub mod rng;
+
+pub use error::{Error, Result};

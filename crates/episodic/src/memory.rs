@@ -1,0 +1,157 @@
+//! Episodic memories: a fixed-capacity ring buffer of examples per task.
+//!
+//! GEM writes every mini-batch of the current task into that task's memory; once full, the
+//! oldest slot is overwritten. Unlike the reference (one write cursor shared by all tasks,
+//! never reset, and the tail of a batch that crosses the buffer's end dropped), each task has
+//! its own cursor and no example is dropped. A memory that is not full yet holds only the
+//! examples written so far, so fewer training samples than memory slots is fine.
+//!
+//! A past task's memory does not change while later tasks train, yet GEM computes a gradient
+//! on it at every step; the memory therefore keeps its inputs' sparse form, rebuilt only
+//! after a write.
+
+use crate::model::SparseBatch;
+
+/// A ring buffer of at most `capacity` examples of one task.
+#[derive(Debug, Clone)]
+pub struct RingMemory {
+    capacity: usize,
+    input_dim: usize,
+    xs: Vec<f32>,
+    ys: Vec<u32>,
+    /// Slot the next example is written to.
+    cursor: usize,
+    /// Examples held (at most `capacity`).
+    len: usize,
+    /// The inputs' non-zero entries, valid when `sparse_state` is `Some(true)`.
+    sparse: SparseBatch,
+    /// `None`: not built since the last write; `Some(sparse enough?)` otherwise.
+    sparse_state: Option<bool>,
+}
+
+impl RingMemory {
+    /// An empty memory for `capacity` examples of `input_dim` features, allocated up front.
+    pub fn new(capacity: usize, input_dim: usize) -> Self {
+        Self {
+            capacity,
+            input_dim,
+            xs: vec![0.0; capacity * input_dim],
+            ys: vec![0; capacity],
+            cursor: 0,
+            len: 0,
+            sparse: SparseBatch::default(),
+            sparse_state: None,
+        }
+    }
+
+    /// Writes the examples of a batch, overwriting the oldest once full.
+    pub fn push_batch(&mut self, xs: &[f32], ys: &[u32]) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.sparse_state = None;
+        let d = self.input_dim;
+        for (x, &y) in xs.chunks_exact(d).zip(ys) {
+            self.xs[self.cursor * d..(self.cursor + 1) * d].copy_from_slice(x);
+            self.ys[self.cursor] = y;
+            self.cursor = (self.cursor + 1) % self.capacity;
+            self.len = (self.len + 1).min(self.capacity);
+        }
+    }
+
+    /// Number of examples held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the memory holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The inputs held (`len * input_dim`, slot order).
+    pub fn xs(&self) -> &[f32] {
+        &self.xs[..self.len * self.input_dim]
+    }
+
+    /// Builds the sparse form of the inputs if a write made it stale (cheap otherwise).
+    pub fn refresh_sparse(&mut self) {
+        if self.sparse_state.is_none() && self.len > 0 {
+            let built = self
+                .sparse
+                .refill(&self.xs[..self.len * self.input_dim], self.input_dim);
+            self.sparse_state = Some(built);
+        }
+    }
+
+    /// The inputs held as a [`SparseBatch`], if [`Self::refresh_sparse`] ran since the last
+    /// write and they are sparse enough.
+    pub fn sparse_xs(&self) -> Option<&SparseBatch> {
+        (self.sparse_state == Some(true)).then_some(&self.sparse)
+    }
+
+    /// The labels held (slot order).
+    pub fn ys(&self) -> &[u32] {
+        &self.ys[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(from: u32, n: u32) -> (Vec<f32>, Vec<u32>) {
+        let ys: Vec<u32> = (from..from + n).collect();
+        let xs = ys.iter().flat_map(|&y| [y as f32, -(y as f32)]).collect();
+        (xs, ys)
+    }
+
+    #[test]
+    fn fills_then_overwrites_the_oldest_without_dropping() {
+        let mut m = RingMemory::new(5, 2);
+        assert!(m.is_empty());
+        let (x, y) = batch(0, 3);
+        m.push_batch(&x, &y);
+        assert_eq!(m.ys(), &[0, 1, 2]);
+        // A batch that crosses the end wraps around: nothing is dropped.
+        let (x, y) = batch(3, 4);
+        m.push_batch(&x, &y);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m.ys(), &[5, 6, 2, 3, 4]);
+        assert_eq!(&m.xs()[..4], &[5.0, -5.0, 6.0, -6.0]);
+        // The memory always holds the last `capacity` examples.
+        let (x, y) = batch(7, 12);
+        m.push_batch(&x, &y);
+        let mut held = m.ys().to_vec();
+        held.sort_unstable();
+        assert_eq!(held, vec![14, 15, 16, 17, 18]);
+    }
+
+    #[test]
+    fn partial_memory_exposes_only_written_examples() {
+        let mut m = RingMemory::new(256, 2);
+        let (x, y) = batch(0, 10);
+        m.push_batch(&x, &y);
+        assert_eq!(m.len(), 10);
+        assert_eq!(m.xs().len(), 20);
+    }
+
+    #[test]
+    fn sparse_form_follows_every_write() {
+        let mut m = RingMemory::new(4, 5);
+        m.refresh_sparse();
+        assert!(m.sparse_xs().is_none());
+        let xs = [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0];
+        m.push_batch(&xs, &[1, 2]);
+        assert!(m.sparse_xs().is_none(), "stale until refreshed");
+        m.refresh_sparse();
+        assert_eq!(m.sparse_xs().unwrap().to_dense(), xs.to_vec());
+        m.push_batch(&[0.0, 0.0, 0.0, 0.0, 3.0], &[3]);
+        m.refresh_sparse();
+        assert_eq!(m.sparse_xs().unwrap().n_rows(), 3);
+        assert_eq!(m.sparse_xs().unwrap().to_dense()[14], 3.0);
+        m.push_batch(&[1.0; 10], &[0, 0]);
+        m.refresh_sparse();
+        assert!(m.sparse_xs().is_none(), "dense inputs stay dense");
+    }
+}

@@ -1,0 +1,105 @@
+//! Continual-learning methods: each owns its model, optimiser and memory, and sees the
+//! stream one mini-batch at a time through [`Method::observe`].
+
+mod gem;
+mod single;
+
+pub use gem::Gem;
+pub use single::Single;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::MethodConfig;
+use crate::error::{Error, Result};
+use crate::model::{argmax_rows, Model};
+
+/// One mini-batch of one task.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Task index (training order).
+    pub task: usize,
+    /// Inputs, one row per example.
+    pub xs: &'a [f32],
+    /// Labels.
+    pub ys: &'a [u32],
+}
+
+/// Counters a method keeps over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MethodStats {
+    /// Mini-batches observed.
+    pub steps: u64,
+    /// Steps whose gradient was projected (GEM).
+    pub projected_steps: u64,
+    /// Time spent on past tasks' memory gradients.
+    #[serde(skip)]
+    pub memory_gradient_time: Duration,
+    /// Time spent on the violation check, the QP and the projection.
+    #[serde(skip)]
+    pub projection_time: Duration,
+}
+
+/// A continual-learning method.
+pub trait Method: Send {
+    /// The command-line name.
+    fn name(&self) -> &'static str;
+    /// Learns from one mini-batch; returns its loss before the update.
+    fn observe(&mut self, batch: &Batch<'_>) -> Result<f32>;
+    /// Predicts the class of each input row for `task`.
+    fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()>;
+    /// The run's counters so far.
+    fn stats(&self) -> MethodStats;
+}
+
+/// Builds the method `config` describes around `model`, for a run of `tasks` tasks.
+pub fn build(
+    config: &MethodConfig,
+    model: Box<dyn Model>,
+    tasks: usize,
+) -> Result<Box<dyn Method>> {
+    config.validate()?;
+    Ok(match config {
+        MethodConfig::Single(p) => Box::new(Single::new(model, *p)),
+        MethodConfig::Gem(p) => Box::new(Gem::new(model, *p, tasks)),
+    })
+}
+
+/// Plain SGD: `params -= learning_rate * grad`.
+pub(crate) fn sgd_step(params: &mut [f32], grad: &[f32], learning_rate: f32) {
+    params
+        .iter_mut()
+        .zip(grad)
+        .for_each(|(p, g)| *p -= learning_rate * g);
+}
+
+/// Stops a run whose loss diverged, before the bad gradient is applied.
+pub(crate) fn check_loss(loss: f32, task: usize, step: u64) -> Result<()> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFiniteLoss {
+            loss,
+            task,
+            step: step as usize,
+        })
+    }
+}
+
+/// Arg-max predictions of `model` through a reusable logits buffer.
+pub(crate) fn predict_argmax(
+    model: &mut dyn Model,
+    logits: &mut Vec<f32>,
+    xs: &[f32],
+    out: &mut [u32],
+) -> Result<()> {
+    let classes = model.num_classes();
+    let n = out.len();
+    if logits.len() < n * classes {
+        logits.resize(n * classes, 0.0);
+    }
+    model.logits(xs, &mut logits[..n * classes])?;
+    argmax_rows(&logits[..n * classes], classes, out);
+    Ok(())
+}

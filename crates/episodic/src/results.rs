@@ -1,0 +1,169 @@
+//! The results file of a run, and writing it safely.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ExperimentConfig;
+use crate::data::TaskDescriptor;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+/// One evaluation of every task's test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mini-batches trained before this evaluation.
+    pub step: u64,
+    /// The task just finished (training order), or `None` for the baseline at initialisation.
+    pub after_task: Option<usize>,
+    /// Test accuracy on each task.
+    pub accuracies: Vec<f64>,
+}
+
+/// Wall-clock figures and memory use of a run: the only fields that vary between two runs
+/// with the same seed and thread count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Whole run (training and evaluations), excluding data loading.
+    pub total_seconds: f64,
+    /// Training (everything in `observe`).
+    pub train_seconds: f64,
+    /// Gradients on past tasks' memories (part of training).
+    pub memory_gradient_seconds: f64,
+    /// Violation check, QP and projection (part of training).
+    pub projection_seconds: f64,
+    /// All evaluations.
+    pub evaluation_seconds: f64,
+    /// Loading and checking the data set.
+    pub data_seconds: f64,
+    /// Peak resident set size of the process, if the platform reports it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Everything a run produced; serialised as the results JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    /// Version of the `episodic` crate that produced the file.
+    pub episodic_version: String,
+    /// Git revision of the build, if known.
+    pub git_revision: Option<String>,
+    /// The resolved configuration (every default filled in).
+    pub config: ExperimentConfig,
+    /// The benchmark's concrete draws, per task in training order.
+    pub tasks: Vec<TaskDescriptor>,
+    /// ACC, BWT, FWT by the paper's definitions.
+    pub metrics: Metrics,
+    /// The same with BWT and FWT divided by T, as the reference code prints them.
+    pub metrics_reference_convention: Metrics,
+    /// Test accuracy of each task at initialisation (b).
+    pub baseline: Vec<f64>,
+    /// R[i][j]: accuracy on task j after training task i.
+    pub accuracy_matrix: Vec<Vec<f64>>,
+    /// Every evaluation, in order, with its step.
+    pub evaluations: Vec<Evaluation>,
+    /// Mini-batches trained.
+    pub steps: u64,
+    /// Steps whose gradient GEM projected (0 for other methods).
+    pub projected_steps: u64,
+    /// Time and memory.
+    pub timing: Timing,
+}
+
+impl RunResults {
+    /// Writes the results as pretty JSON to `path` atomically: a temporary file in the same
+    /// directory is written, flushed to disk and renamed over `path`, so an existing file is
+    /// never left half-written.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)?;
+        write_atomically(path, &json)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let write_err = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = temporary_sibling(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(write_err)
+}
+
+/// Checks, before a long run, that `path` can be written: its directory exists and accepts
+/// a new file, and `path` itself is not a directory.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let write_err = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        return Err(write_err(std::io::Error::other("is a directory")));
+    }
+    let tmp = temporary_sibling(path);
+    std::fs::File::create(&tmp).map_err(write_err)?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
+}
+
+fn temporary_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Peak resident set size of this process (Linux: `VmHWM` of /proc/self/status).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "old").unwrap();
+        write_atomically(&path, b"{\"new\": 1}").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"new\": 1}\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn unwritable_paths_are_reported_and_keep_old_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no/such/dir/r.json");
+        assert!(matches!(check_writable(&missing), Err(Error::Write { .. })));
+        assert!(write_atomically(&missing, b"x").is_err());
+        assert!(
+            check_writable(dir.path()).is_err(),
+            "a directory is not a results file"
+        );
+        check_writable(&dir.path().join("ok.json")).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn reads_peak_rss_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().unwrap() > 1 << 20);
+        }
+    }
+}
