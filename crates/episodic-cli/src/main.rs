@@ -15,7 +15,34 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            // --help and --version: print as clap does, exit 0.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            // Keep clap's first line ("error: invalid value '-3' for '--tasks <N>': ...") and
+            // drop its usage block, so that every error is one line.
+            let text = err.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: invalid arguments");
+            let choices = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("[possible values: "));
+            match choices {
+                Some(choices) => eprintln!(
+                    "{first}; possible values: {}",
+                    choices.trim_end_matches(']')
+                ),
+                None => eprintln!("{first} (see --help)"),
+            }
+            return ExitCode::from(2);
+        }
+    };
     let outcome = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::bench(&args),

@@ -1,4 +1,7 @@
 //! The library's one error type.
+//!
+//! Messages name the problem and the file or option; an underlying cause is attached as the
+//! error's `source()`, not repeated in the message.
 
 use std::path::PathBuf;
 
@@ -21,7 +24,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// Reading a file failed.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -29,7 +32,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A gzip stream is truncated or corrupt.
-    #[error("corrupt or truncated gzip data in {path}: {source}")]
+    #[error("corrupt or truncated gzip data in {path}")]
     Gzip {
         /// The file.
         path: PathBuf,
@@ -109,7 +112,7 @@ pub enum Error {
         step: usize,
     },
     /// GEM's quadratic program failed.
-    #[error("GEM projection failed at step {step} of task {task}: {source}")]
+    #[error("GEM projection failed at step {step} of task {task}")]
     Qp {
         /// Task index.
         task: usize,
@@ -121,7 +124,7 @@ pub enum Error {
 
     // === Output ===
     /// Results could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         /// The destination.
         path: PathBuf,

@@ -11,7 +11,7 @@ use crate::data::{Benchmark, BenchmarkSpec, Mnist, Stream};
 use crate::error::{Error, Result};
 use crate::method::{self, Batch, Method};
 use crate::metrics;
-use crate::model::Mlp;
+use crate::model::{Mlp, SparseBatch};
 use crate::results::{peak_rss_bytes, Evaluation, RunResults, Timing};
 use crate::rng::{self, Purpose};
 
@@ -97,7 +97,12 @@ fn run_in_pool(
         config.threads,
         &mut rng::stream(config.seed, Purpose::ModelInit),
     )?;
-    let mut method = method::build(&config.method, Box::new(model), config.tasks)?;
+    let mut method = method::build(
+        &config.method,
+        Box::new(model),
+        config.tasks,
+        config.threads,
+    )?;
 
     let mut evaluator = Evaluator::new(&bench);
     let mut evaluations = Vec::with_capacity(config.tasks + 1);
@@ -177,7 +182,7 @@ fn run_in_pool(
 /// Scores a method on every task's test set, through reusable buffers.
 struct Evaluator<'a> {
     bench: &'a Benchmark,
-    xs: Vec<f32>,
+    xs: SparseBatch,
     ys: Vec<u32>,
     predictions: Vec<u32>,
     time: Duration,
@@ -188,14 +193,15 @@ impl<'a> Evaluator<'a> {
         let chunk = EVAL_CHUNK.min(bench.test_len());
         Self {
             bench,
-            xs: vec![0.0; chunk * bench.input_dim()],
+            xs: SparseBatch::default(),
             ys: vec![0; chunk],
             predictions: vec![0; chunk],
             time: Duration::ZERO,
         }
     }
 
-    /// Accuracy on every task's whole test set (all N examples, divided by N).
+    /// Accuracy on every task's whole test set (all N examples, divided by N; the
+    /// reference scores N - 1 of them).
     fn evaluate(
         &mut self,
         method: &mut dyn Method,
@@ -204,7 +210,6 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Evaluation> {
         let started = Instant::now();
         let n = self.bench.test_len();
-        let d = self.bench.input_dim();
         let chunk = self.ys.len();
         let mut accuracies = Vec::with_capacity(self.bench.tasks().len());
         for task in 0..self.bench.tasks().len() {
@@ -212,12 +217,12 @@ impl<'a> Evaluator<'a> {
             let mut start = 0;
             while start < n {
                 let m = chunk.min(n - start);
-                self.bench
-                    .fill_test(task, start, &mut self.xs[..m * d], &mut self.ys[..m]);
-                method.predict(&self.xs[..m * d], task, &mut self.predictions[..m])?;
-                correct += self.predictions[..m]
+                let (ys, predictions) = (&mut self.ys[..m], &mut self.predictions[..m]);
+                self.bench.fill_test_sparse(task, start, &mut self.xs, ys);
+                method.predict_sparse(&self.xs, task, predictions)?;
+                correct += predictions
                     .iter()
-                    .zip(&self.ys[..m])
+                    .zip(ys.iter())
                     .filter(|(p, y)| p == y)
                     .count();
                 start += m;

@@ -7,8 +7,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::mnist::{Mnist, IMAGE_PIXELS, NUM_CLASSES};
-use super::transform::PixelMap;
+use super::transform::{scale_pixel, InverseMap, PixelMap};
 use crate::error::{Error, Result};
+use crate::model::SparseBatch;
 use crate::rng::{self, Purpose};
 
 /// Which continuum to build.
@@ -58,6 +59,8 @@ pub enum TaskDescriptor {
 pub struct Task {
     /// The per-task transform, applied to training and test images alike.
     pub map: PixelMap,
+    /// The transform run backwards, for transforming sparse images.
+    inverse: InverseMap,
     /// Indices into the base training set of the examples this task trains on.
     pub train_indices: Vec<u32>,
     /// How the transform is reported.
@@ -84,7 +87,42 @@ pub struct BenchmarkSpec {
 pub struct Benchmark {
     kind: BenchmarkKind,
     data: Mnist,
+    /// The non-zero pixels of every base test image, shared by all tasks' test sets.
+    test_nonzero: NonZeroPixels,
     tasks: Vec<Task>,
+}
+
+/// The non-zero pixels of a set of images (MNIST: about a fifth of them).
+#[derive(Debug, Clone)]
+struct NonZeroPixels {
+    starts: Vec<u32>,
+    pixels: Vec<u16>,
+    values: Vec<u8>,
+}
+
+impl NonZeroPixels {
+    fn of(images: &[u8]) -> Self {
+        let mut out = Self {
+            starts: vec![0],
+            pixels: Vec::new(),
+            values: Vec::new(),
+        };
+        for image in images.chunks_exact(IMAGE_PIXELS) {
+            for (j, &v) in image.iter().enumerate() {
+                if v != 0 {
+                    out.pixels.push(j as u16);
+                    out.values.push(v);
+                }
+            }
+            out.starts.push(out.pixels.len() as u32);
+        }
+        out
+    }
+
+    fn image(&self, k: usize) -> (&[u16], &[u8]) {
+        let range = self.starts[k] as usize..self.starts[k + 1] as usize;
+        (&self.pixels[range.clone()], &self.values[range])
+    }
 }
 
 impl Benchmark {
@@ -130,6 +168,7 @@ impl Benchmark {
                         .map(|i| i as u32)
                         .collect();
                 Task {
+                    inverse: map.inverse(IMAGE_PIXELS),
                     map,
                     train_indices,
                     descriptor,
@@ -141,6 +180,7 @@ impl Benchmark {
         }
         Ok(Self {
             kind: spec.kind,
+            test_nonzero: NonZeroPixels::of(&data.test.images),
             data,
             tasks,
         })
@@ -185,17 +225,27 @@ impl Benchmark {
         }
     }
 
-    /// Writes test examples `start..start + ys.len()`, transformed for `task`, into `xs` and `ys`.
-    pub fn fill_test(&self, task: usize, start: usize, xs: &mut [f32], ys: &mut [u32]) {
-        let split = &self.data.test;
-        let map = &self.tasks[task].map;
-        for (k, (x, y)) in xs
-            .chunks_exact_mut(IMAGE_PIXELS)
-            .zip(ys.iter_mut())
-            .enumerate()
-        {
-            map.apply_scaled(split.image(start + k), x);
-            *y = u32::from(split.labels[start + k]);
+    /// Writes test examples `start..start + ys.len()`, transformed for `task`, into the sparse
+    /// batch `xs` (visiting only the non-zero pixels) and `ys`.
+    pub fn fill_test_sparse(
+        &self,
+        task: usize,
+        start: usize,
+        xs: &mut SparseBatch,
+        ys: &mut [u32],
+    ) {
+        let inverse = &self.tasks[task].inverse;
+        xs.clear(IMAGE_PIXELS);
+        for (k, y) in (start..).zip(ys.iter_mut()) {
+            let (pixels, values) = self.test_nonzero.image(k);
+            for (&j, &v) in pixels.iter().zip(values) {
+                let x = scale_pixel(v);
+                for &i in inverse.targets(usize::from(j)) {
+                    xs.push(i, x);
+                }
+            }
+            xs.end_row();
+            *y = u32::from(self.data.test.labels[k]);
         }
     }
 }

@@ -86,17 +86,57 @@ impl PixelMap {
     pub fn apply_scaled(&self, image: &[u8], out: &mut [f32]) {
         debug_assert_eq!(out.len(), self.source.len());
         for (o, &s) in out.iter_mut().zip(&self.source) {
-            *o = match image.get(s as usize) {
-                Some(&p) => f32::from(p) * (1.0 / 255.0),
-                None => 0.0,
-            };
+            *o = image.get(s as usize).map_or(0.0, |&p| scale_pixel(p));
         }
+    }
+
+    /// For each source pixel, the output pixels that copy it: the map run backwards, so that
+    /// a sparse image can be transformed by visiting only its non-zero pixels.
+    pub fn inverse(&self, source_pixels: usize) -> InverseMap {
+        let mut starts = vec![0u32; source_pixels + 1];
+        for &s in &self.source {
+            if (s as usize) < source_pixels {
+                starts[s as usize + 1] += 1;
+            }
+        }
+        for j in 0..source_pixels {
+            starts[j + 1] += starts[j];
+        }
+        let mut next = starts.clone();
+        let mut targets = vec![0u32; starts[source_pixels] as usize];
+        for (i, &s) in self.source.iter().enumerate() {
+            if (s as usize) < source_pixels {
+                targets[next[s as usize] as usize] = i as u32;
+                next[s as usize] += 1;
+            }
+        }
+        InverseMap { starts, targets }
     }
 
     /// SHA-256 (hex) of the map, identifying a permutation in results files.
     pub fn digest(&self) -> String {
         let bytes: Vec<u8> = self.source.iter().flat_map(|s| s.to_le_bytes()).collect();
         super::mnist::sha256_hex(&bytes)
+    }
+}
+
+/// A grey level 0..=255 as an input in [0, 1].
+#[inline]
+pub fn scale_pixel(p: u8) -> f32 {
+    f32::from(p) * (1.0 / 255.0)
+}
+
+/// A [`PixelMap`] run backwards: for each source pixel, the output pixels that copy it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InverseMap {
+    starts: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl InverseMap {
+    /// The output pixels that copy source pixel `j` (none for a pixel rotated out of view).
+    pub fn targets(&self, j: usize) -> &[u32] {
+        &self.targets[self.starts[j] as usize..self.starts[j + 1] as usize]
     }
 }
 
@@ -140,6 +180,28 @@ mod tests {
         a.sort_unstable();
         b.sort_unstable();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn inverse_map_lists_every_output_of_each_source() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for map in [
+            PixelMap::rotation(33.0),
+            PixelMap::random_permutation(IMAGE_PIXELS, &mut rng),
+        ] {
+            let inverse = map.inverse(IMAGE_PIXELS);
+            let mut covered = 0;
+            for j in 0..IMAGE_PIXELS {
+                for &i in inverse.targets(j) {
+                    assert_eq!(map.source_of(i as usize), Some(j));
+                    covered += 1;
+                }
+            }
+            let mapped = (0..IMAGE_PIXELS)
+                .filter(|&i| map.source_of(i).is_some())
+                .count();
+            assert_eq!(covered, mapped);
+        }
     }
 
     #[test]

@@ -23,20 +23,31 @@
 //! reads uninitialised rows). The margin sits in the constraint, as in the reference code
 //! (the paper adds it to v* afterwards). The QP is solved exactly in f64 by our own
 //! active-set solver; gradients are kept in f32 in one preallocated row-per-task matrix.
+//! With several threads, the past tasks' memory gradients are shared among copies of the
+//! model (one per thread, synchronised every step); each gradient is computed exactly as it
+//! would be on one thread, so the thread count does not change the results.
 
 use std::time::Instant;
 
-use super::{check_loss, predict_argmax, sgd_step, Batch, Method, MethodStats};
+use rayon::prelude::*;
+
+use super::{
+    check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Method, MethodStats,
+};
 use crate::config::GemParams;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 use crate::memory::RingMemory;
-use crate::model::Model;
+use crate::model::{Model, SparseBatch};
 use crate::qp::QpWorkspace;
 
 /// Gradient Episodic Memory.
 pub struct Gem {
     model: Box<dyn Model>,
+    /// Copies of the model for the other threads' memory gradients.
+    workers: Vec<Box<dyn Model>>,
+    /// Indices into `memories` of the past tasks of the current step.
+    past_slots: Vec<usize>,
     params: GemParams,
     /// (task, memory) in the order tasks were first observed.
     memories: Vec<(usize, RingMemory)>,
@@ -56,11 +67,14 @@ pub struct Gem {
 }
 
 impl Gem {
-    /// GEM around `model`, with buffers sized for `tasks` tasks (they grow if more arrive).
-    pub fn new(model: Box<dyn Model>, params: GemParams, tasks: usize) -> Self {
+    /// GEM around `model`, with buffers sized for `tasks` tasks (they grow if more arrive),
+    /// computing memory gradients on up to `threads` threads.
+    pub fn new(model: Box<dyn Model>, params: GemParams, tasks: usize, threads: usize) -> Self {
         let p = model.num_params();
         let t = tasks.max(1);
         Self {
+            workers: (1..threads.min(t)).map(|_| model.fork()).collect(),
+            past_slots: Vec::with_capacity(t),
             past_grads: vec![0.0; t * p],
             grad: vec![0.0; p],
             dots: vec![0.0; t],
@@ -98,6 +112,38 @@ impl Gem {
             self.dual.resize(t, 0.0);
         }
         self.memories.len() - 1
+    }
+
+    /// Fills row r of `past_grads` with the gradient on the memory `past_slots[r]`, sharing
+    /// the rows among the model and its worker copies.
+    fn memory_gradients(&mut self) -> Result<()> {
+        let p = self.model.num_params();
+        let past = self.past_slots.len();
+        let groups = (self.workers.len() + 1).min(past);
+        let memories = &self.memories;
+        if groups <= 1 {
+            let rows = self.past_grads[..past * p].chunks_exact_mut(p);
+            for (&slot, row) in self.past_slots.iter().zip(rows) {
+                memory_gradient(self.model.as_mut(), &memories[slot].1, row)?;
+            }
+            return Ok(());
+        }
+        let params = self.model.params();
+        for worker in &mut self.workers[..groups - 1] {
+            worker.params_mut().copy_from_slice(params);
+        }
+        let per = past.div_ceil(groups);
+        let models = std::iter::once(&mut self.model).chain(self.workers.iter_mut());
+        let jobs: Vec<_> = models
+            .zip(self.past_slots.chunks(per))
+            .zip(self.past_grads[..past * p].chunks_mut(per * p))
+            .collect();
+        jobs.into_par_iter().try_for_each(|((model, slots), rows)| {
+            for (&slot, row) in slots.iter().zip(rows.chunks_exact_mut(p)) {
+                memory_gradient(model.as_mut(), &memories[slot].1, row)?;
+            }
+            Ok(())
+        })
     }
 
     /// Replaces `self.grad` by its projection onto the cone of the past tasks' constraints.
@@ -147,6 +193,14 @@ impl Gem {
     }
 }
 
+/// The gradient of the mean loss on `memory`, into `row`.
+fn memory_gradient(model: &mut dyn Model, memory: &RingMemory, row: &mut [f32]) -> Result<f32> {
+    match memory.sparse_xs() {
+        Some(xs) => model.loss_and_grad_sparse(xs, memory.ys(), row),
+        None => model.loss_and_grad(memory.xs(), memory.ys(), row),
+    }
+}
+
 impl Method for Gem {
     fn name(&self) -> &'static str {
         "gem"
@@ -159,19 +213,15 @@ impl Method for Gem {
 
         // Gradients on every earlier task's memory, one row each.
         let started = Instant::now();
-        let mut past = 0;
-        for (task, memory) in &mut self.memories {
-            if *task == batch.task || memory.is_empty() {
-                continue;
+        self.past_slots.clear();
+        for (slot, (task, memory)) in self.memories.iter_mut().enumerate() {
+            if *task != batch.task && !memory.is_empty() {
+                memory.refresh_sparse();
+                self.past_slots.push(slot);
             }
-            let row = &mut self.past_grads[past * p..(past + 1) * p];
-            memory.refresh_sparse();
-            match memory.sparse_xs() {
-                Some(xs) => self.model.loss_and_grad_sparse(xs, memory.ys(), row)?,
-                None => self.model.loss_and_grad(memory.xs(), memory.ys(), row)?,
-            };
-            past += 1;
         }
+        let past = self.past_slots.len();
+        self.memory_gradients()?;
         self.stats.memory_gradient_time += started.elapsed();
 
         let loss = self
@@ -208,6 +258,10 @@ impl Method for Gem {
         predict_argmax(self.model.as_mut(), &mut self.logits, xs, out)
     }
 
+    fn predict_sparse(&mut self, xs: &SparseBatch, _task: usize, out: &mut [u32]) -> Result<()> {
+        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, out)
+    }
+
     fn stats(&self) -> MethodStats {
         self.stats
     }
@@ -221,20 +275,51 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn gem(margin: f64) -> Gem {
+        gem_with_threads(margin, 1)
+    }
+
+    fn gem_with_threads(margin: f64, threads: usize) -> Gem {
         let config = MlpConfig {
             input: 8,
             hidden: vec![6],
             classes: 3,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let model = Mlp::new(&config, 1, &mut rng).unwrap();
+        let model = Mlp::new(&config, threads, &mut rng).unwrap();
         let params = GemParams {
             learning_rate: 0.1,
             memories_per_task: 16,
             margin,
             eps: 1e-3,
         };
-        Gem::new(Box::new(model), params, 4)
+        Gem::new(Box::new(model), params, 4, threads)
+    }
+
+    #[test]
+    fn thread_count_does_not_change_the_trajectory() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let run = |threads: usize| {
+            let mut gem = gem_with_threads(0.5, threads);
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            for task in 0..4 {
+                for _ in 0..10 {
+                    let (xs, ys) = batch_data(&mut rng, 5, task as f32 * 0.5);
+                    let batch = Batch {
+                        task,
+                        xs: &xs,
+                        ys: &ys,
+                    };
+                    pool.install(|| gem.observe(&batch)).unwrap();
+                }
+            }
+            (gem.model.params().to_vec(), gem.stats.projected_steps)
+        };
+        let one = run(1);
+        assert!(one.1 > 0, "no projection exercised");
+        assert_eq!(one, run(3));
     }
 
     fn batch_data(rng: &mut ChaCha8Rng, n: usize, shift: f32) -> (Vec<f32>, Vec<u32>) {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MethodConfig;
 use crate::error::{Error, Result};
-use crate::model::{argmax_rows, Model};
+use crate::model::{argmax_rows, Model, SparseBatch};
 
 /// One mini-batch of one task.
 #[derive(Debug, Clone, Copy)]
@@ -49,20 +49,26 @@ pub trait Method: Send {
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32>;
     /// Predicts the class of each input row for `task`.
     fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()>;
+    /// [`Method::predict`] for inputs given by their non-zero entries.
+    fn predict_sparse(&mut self, xs: &SparseBatch, task: usize, out: &mut [u32]) -> Result<()> {
+        self.predict(&xs.to_dense(), task, out)
+    }
     /// The run's counters so far.
     fn stats(&self) -> MethodStats;
 }
 
-/// Builds the method `config` describes around `model`, for a run of `tasks` tasks.
+/// Builds the method `config` describes around `model`, for a run of `tasks` tasks using up
+/// to `threads` threads.
 pub fn build(
     config: &MethodConfig,
     model: Box<dyn Model>,
     tasks: usize,
+    threads: usize,
 ) -> Result<Box<dyn Method>> {
     config.validate()?;
     Ok(match config {
         MethodConfig::Single(p) => Box::new(Single::new(model, *p)),
-        MethodConfig::Gem(p) => Box::new(Gem::new(model, *p, tasks)),
+        MethodConfig::Gem(p) => Box::new(Gem::new(model, *p, tasks, threads)),
     })
 }
 
@@ -85,6 +91,23 @@ pub(crate) fn check_loss(loss: f32, task: usize, step: u64) -> Result<()> {
             step: step as usize,
         })
     }
+}
+
+/// Arg-max predictions of `model` for sparse inputs through a reusable logits buffer.
+pub(crate) fn predict_argmax_sparse(
+    model: &mut dyn Model,
+    logits: &mut Vec<f32>,
+    xs: &SparseBatch,
+    out: &mut [u32],
+) -> Result<()> {
+    let classes = model.num_classes();
+    let n = out.len();
+    if logits.len() < n * classes {
+        logits.resize(n * classes, 0.0);
+    }
+    model.logits_sparse(xs, &mut logits[..n * classes])?;
+    argmax_rows(&logits[..n * classes], classes, out);
+    Ok(())
 }
 
 /// Arg-max predictions of `model` through a reusable logits buffer.

@@ -4,10 +4,12 @@
 //! forgotten as later ones are learned. Hyper-parameter: the learning rate
 //! (0.03 on MNIST Permutations, 0.003 on MNIST Rotations). Same as the reference.
 
-use super::{check_loss, predict_argmax, sgd_step, Batch, Method, MethodStats};
+use super::{
+    check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Method, MethodStats,
+};
 use crate::config::SingleParams;
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::{Model, SparseBatch};
 
 /// Fine-tuning of one network.
 pub struct Single {
@@ -52,6 +54,10 @@ impl Method for Single {
 
     fn predict(&mut self, xs: &[f32], _task: usize, out: &mut [u32]) -> Result<()> {
         predict_argmax(self.model.as_mut(), &mut self.logits, xs, out)
+    }
+
+    fn predict_sparse(&mut self, xs: &SparseBatch, _task: usize, out: &mut [u32]) -> Result<()> {
+        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, out)
     }
 
     fn stats(&self) -> MethodStats {

@@ -157,7 +157,7 @@ impl Mlp {
             let weight = &self.params[off.weight..off.bias];
             let dense_input = match (l, input) {
                 (0, FirstLayerInput::Sparse(xs)) => {
-                    sparse::forward(xs, weight, fan_out, out);
+                    sparse::forward(xs, weight, fan_out, out, self.threads);
                     None
                 }
                 (0, FirstLayerInput::Dense(xs)) => Some(xs),
@@ -178,14 +178,21 @@ impl Mlp {
         }
     }
 
-    /// Runs `f` on the inputs `xs`, given sparse when they are sparse enough.
+    /// Runs `f` on the inputs `xs`, given sparse when they are sparse enough (with the
+    /// transpose that gradients need when `for_gradient`).
     fn with_input<T>(
         &mut self,
         xs: &[f32],
+        for_gradient: bool,
         f: impl FnOnce(&mut Self, FirstLayerInput<'_>) -> T,
     ) -> T {
         let mut scratch = std::mem::take(&mut self.sparse_scratch);
-        let out = if scratch.refill(xs, self.widths[0]) {
+        let sparse = if for_gradient {
+            scratch.refill(xs, self.widths[0])
+        } else {
+            scratch.refill_rows(xs, self.widths[0])
+        };
+        let out = if sparse {
             f(self, FirstLayerInput::Sparse(&scratch))
         } else {
             f(self, FirstLayerInput::Dense(xs))
@@ -262,7 +269,7 @@ impl Mlp {
             let grad_w = &mut grad[off.weight..off.bias];
             let dense_input = match (l, input) {
                 (0, FirstLayerInput::Sparse(xs)) => {
-                    sparse::weight_gradient(xs, delta, fan_out, grad_w);
+                    sparse::weight_gradient(xs, delta, fan_out, grad_w, self.threads);
                     None
                 }
                 (0, FirstLayerInput::Dense(xs)) => Some(xs),
@@ -335,7 +342,7 @@ impl Model for Mlp {
     fn loss_and_grad(&mut self, xs: &[f32], ys: &[u32], grad: &mut [f32]) -> Result<f32> {
         let n = self.check_inputs(xs)?;
         self.check_targets(n, ys, grad)?;
-        Ok(self.with_input(xs, |mlp, input| mlp.backprop(input, n, ys, grad)))
+        Ok(self.with_input(xs, true, |mlp, input| mlp.backprop(input, n, ys, grad)))
     }
 
     fn loss_and_grad_sparse(
@@ -351,8 +358,32 @@ impl Model for Mlp {
                 actual: xs.n_cols(),
             });
         }
+        if !xs.has_transpose() {
+            return Err(Error::InvalidOption {
+                option: "sparse batch",
+                reason: "gradients need SparseBatch::build_transpose first".into(),
+            });
+        }
         self.check_targets(xs.n_rows(), ys, grad)?;
         Ok(self.backprop(FirstLayerInput::Sparse(xs), xs.n_rows(), ys, grad))
+    }
+
+    fn logits_sparse(&mut self, xs: &SparseBatch, out: &mut [f32]) -> Result<()> {
+        let (n, classes) = (xs.n_rows(), self.num_classes());
+        if xs.n_cols() != self.widths[0] || n == 0 || out.len() != n * classes {
+            return Err(Error::Shape {
+                what: "sparse model input or logits buffer",
+                expected: n * classes,
+                actual: out.len(),
+            });
+        }
+        self.forward(FirstLayerInput::Sparse(xs), n);
+        out.copy_from_slice(&self.activations[self.layers.len() - 1][..n * classes]);
+        Ok(())
+    }
+
+    fn fork(&self) -> Box<dyn Model> {
+        Box::new(self.clone())
     }
 
     fn logits(&mut self, xs: &[f32], out: &mut [f32]) -> Result<()> {
@@ -365,7 +396,7 @@ impl Model for Mlp {
                 actual: out.len(),
             });
         }
-        self.with_input(xs, |mlp, input| mlp.forward(input, n));
+        self.with_input(xs, false, |mlp, input| mlp.forward(input, n));
         out.copy_from_slice(&self.activations[self.layers.len() - 1][..n * classes]);
         Ok(())
     }

@@ -38,6 +38,13 @@ pub trait Model: Send {
     ) -> Result<f32> {
         self.loss_and_grad(&xs.to_dense(), ys, grad)
     }
+    /// [`Model::logits`] for inputs given by their non-zero entries; models without a sparse
+    /// path use the dense one.
+    fn logits_sparse(&mut self, xs: &SparseBatch, out: &mut [f32]) -> Result<()> {
+        self.logits(&xs.to_dense(), out)
+    }
+    /// An independent copy (same parameters, its own work buffers), e.g. for a worker thread.
+    fn fork(&self) -> Box<dyn Model>;
     /// Writes the logits of the `xs.len() / input_dim` inputs into `out` (row-major).
     fn logits(&mut self, xs: &[f32], out: &mut [f32]) -> Result<()>;
 }

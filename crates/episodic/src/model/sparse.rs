@@ -97,6 +97,8 @@ impl SparseRows {
 pub struct SparseBatch {
     by_row: SparseRows,
     by_col: SparseRows,
+    /// Whether `by_col` matches `by_row` (needed for gradients only).
+    has_transpose: bool,
     n_rows: usize,
     n_cols: usize,
 }
@@ -108,6 +110,16 @@ impl SparseBatch {
     /// Refills from the row-major `dense` inputs of `cols` features each, if they are sparse
     /// enough (at most [`Self::MAX_DENSITY`] non-zero); returns whether they were.
     pub fn refill(&mut self, dense: &[f32], cols: usize) -> bool {
+        let sparse = self.refill_rows(dense, cols);
+        if sparse {
+            self.build_transpose();
+        }
+        sparse
+    }
+
+    /// [`Self::refill`] without the transpose: enough for a forward pass, not for gradients.
+    pub fn refill_rows(&mut self, dense: &[f32], cols: usize) -> bool {
+        self.has_transpose = false;
         if cols == 0
             || dense.len() % cols != 0
             || !self.by_row.fill_if_sparse(dense, cols, Self::MAX_DENSITY)
@@ -115,10 +127,58 @@ impl SparseBatch {
             self.n_rows = 0;
             return false;
         }
-        self.by_row.transpose_into(cols, &mut self.by_col);
         self.n_rows = dense.len() / cols;
         self.n_cols = cols;
         true
+    }
+
+    /// Empties the batch, for inputs of `cols` features to be added with [`Self::push_row`].
+    pub fn clear(&mut self, cols: usize) {
+        // `fill_if_sparse` may leave slack beyond the last row; `push` appends from here.
+        self.by_row.row_starts.clear();
+        self.by_row.row_starts.push(0);
+        self.by_row.cols.clear();
+        self.by_row.values.clear();
+        self.has_transpose = false;
+        self.n_rows = 0;
+        self.n_cols = cols;
+    }
+
+    /// Appends one input given by its non-zero entries `(feature, value)`, in any order.
+    /// Entries with a feature index out of range, and zeros, are ignored.
+    pub fn push_row(&mut self, entries: impl IntoIterator<Item = (u32, f32)>) {
+        for (j, v) in entries {
+            self.push(j, v);
+        }
+        self.end_row();
+    }
+
+    /// Adds the entry `(feature, value)` to the input being built (see [`Self::end_row`]);
+    /// ignored if the feature is out of range or the value zero.
+    #[inline]
+    pub fn push(&mut self, feature: u32, value: f32) {
+        if (feature as usize) < self.n_cols && value != 0.0 {
+            self.by_row.cols.push(feature);
+            self.by_row.values.push(value);
+        }
+    }
+
+    /// Closes the input being built by [`Self::push`].
+    pub fn end_row(&mut self) {
+        self.by_row.row_starts.push(self.by_row.cols.len());
+        self.has_transpose = false;
+        self.n_rows += 1;
+    }
+
+    /// Builds the column-wise copy that gradients need.
+    pub fn build_transpose(&mut self) {
+        self.by_row.transpose_into(self.n_cols, &mut self.by_col);
+        self.has_transpose = true;
+    }
+
+    /// Whether [`Self::build_transpose`] is up to date (gradients can be computed).
+    pub fn has_transpose(&self) -> bool {
+        self.has_transpose
     }
 
     /// Number of inputs (rows).
@@ -149,38 +209,76 @@ impl SparseBatch {
 }
 
 /// `out += X W` for the sparse inputs `x`; `w` is `n_cols x width` row-major, `out` is
-/// `n_rows x width`.
-pub(crate) fn forward(x: &SparseBatch, w: &[f32], width: usize, out: &mut [f32]) {
-    accumulate_rows(&x.by_row, w, width, out)
+/// `n_rows x width`. Rows are shared among up to `threads` threads; each row's sum is
+/// computed the same way whatever the thread count.
+pub(crate) fn forward(x: &SparseBatch, w: &[f32], width: usize, out: &mut [f32], threads: usize) {
+    accumulate_rows(&x.by_row, w, width, out, threads)
 }
 
 /// `grad_w = X' delta` (overwritten, `n_cols x width`) for the sparse inputs `x` and the
 /// `n_rows x width` output gradient `delta`.
-pub(crate) fn weight_gradient(x: &SparseBatch, delta: &[f32], width: usize, grad_w: &mut [f32]) {
+pub(crate) fn weight_gradient(
+    x: &SparseBatch,
+    delta: &[f32],
+    width: usize,
+    grad_w: &mut [f32],
+    threads: usize,
+) {
     grad_w.fill(0.0);
-    accumulate_rows(&x.by_col, delta, width, grad_w)
+    accumulate_rows(&x.by_col, delta, width, grad_w, threads)
 }
 
-/// `out[r, :] += sum_j x[r, j] * w[j, :]`, with the best instruction set the CPU has.
-fn accumulate_rows(x: &SparseRows, w: &[f32], width: usize, out: &mut [f32]) {
+/// Fewer rows than this are not worth splitting among threads.
+const MIN_ROWS_PER_THREAD: usize = 64;
+
+/// `out[r, :] += sum_j x[r, j] * w[j, :]` for every row of `x`.
+fn accumulate_rows(x: &SparseRows, w: &[f32], width: usize, out: &mut [f32], threads: usize) {
+    use rayon::prelude::*;
+    let rows = x.rows();
+    if threads <= 1 || rows < 2 * MIN_ROWS_PER_THREAD || width == 0 {
+        return accumulate_rows_from(x, 0, w, width, out);
+    }
+    let block = rows.div_ceil(threads).max(MIN_ROWS_PER_THREAD);
+    out[..rows * width]
+        .par_chunks_mut(block * width)
+        .enumerate()
+        .for_each(|(b, chunk)| accumulate_rows_from(x, b * block, w, width, chunk));
+}
+
+/// Rows `first_row..` of `x` into `out` (which starts at that row), with the best
+/// instruction set the CPU has.
+fn accumulate_rows_from(
+    x: &SparseRows,
+    first_row: usize,
+    w: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: each variant runs only on a CPU that has its instruction set.
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return unsafe { x86::accumulate_rows_avx512(x, w, width, out) };
+            return unsafe { x86::accumulate_rows_avx512(x, first_row, w, width, out) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
-            return unsafe { x86::accumulate_rows_avx2(x, w, width, out) };
+            return unsafe { x86::accumulate_rows_avx2(x, first_row, w, width, out) };
         }
     }
-    accumulate_rows_body(x, w, width, out)
+    accumulate_rows_body(x, first_row, w, width, out)
 }
 
 #[inline(always)]
-fn accumulate_rows_body(x: &SparseRows, w: &[f32], width: usize, out: &mut [f32]) {
+fn accumulate_rows_body(
+    x: &SparseRows,
+    first_row: usize,
+    w: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
     let w_row = |j: u32| &w[j as usize * width..(j as usize + 1) * width];
-    for (r, out_row) in out.chunks_exact_mut(width).enumerate().take(x.rows()) {
-        let (cols, values) = x.row(r);
+    let rows = x.rows().saturating_sub(first_row);
+    for (r, out_row) in out.chunks_exact_mut(width).enumerate().take(rows) {
+        let (cols, values) = x.row(first_row + r);
         // Four weight rows per pass over the output row: a quarter of its loads and stores.
         let mut quads = cols.chunks_exact(4).zip(values.chunks_exact(4));
         for (j, v) in &mut quads {
@@ -207,21 +305,23 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn accumulate_rows_avx512(
         x: &SparseRows,
+        first_row: usize,
         w: &[f32],
         width: usize,
         out: &mut [f32],
     ) {
-        accumulate_rows_body(x, w, width, out)
+        accumulate_rows_body(x, first_row, w, width, out)
     }
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn accumulate_rows_avx2(
         x: &SparseRows,
+        first_row: usize,
         w: &[f32],
         width: usize,
         out: &mut [f32],
     ) {
-        accumulate_rows_body(x, w, width, out)
+        accumulate_rows_body(x, first_row, w, width, out)
     }
 }
 
@@ -243,6 +343,20 @@ mod tests {
             .collect();
         let w: Vec<f32> = (0..d * width).map(|i| (i as f32 * 0.7).cos()).collect();
         let delta: Vec<f32> = (0..n * width).map(|i| (i as f32 * 0.2).sin()).collect();
+        let mut pushed = SparseBatch::default();
+        pushed.clear(d);
+        for row in x.chunks(d) {
+            // Any order, zeros and out-of-range features ignored.
+            let entries: Vec<(u32, f32)> = row
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(j, &v)| (j as u32, v))
+                .collect();
+            pushed.push_row(entries.into_iter().chain([(d as u32 + 5, 1.0)]));
+        }
+        assert!(!pushed.has_transpose());
+        assert_eq!(pushed.to_dense(), x);
         let mut sparse = SparseBatch::default();
         let dense_ones = vec![1.0; n * d];
         assert!(!sparse.refill(&dense_ones, d), "all non-zero is not sparse");
@@ -250,9 +364,9 @@ mod tests {
         assert_eq!((sparse.n_rows(), sparse.n_cols()), (n, d));
         assert_eq!(sparse.to_dense(), x);
         let mut out = vec![1.0; n * width];
-        forward(&sparse, &w, width, &mut out);
+        forward(&sparse, &w, width, &mut out, 1);
         let mut grad = vec![9.0; d * width];
-        weight_gradient(&sparse, &delta, width, &mut grad);
+        weight_gradient(&sparse, &delta, width, &mut grad, 1);
         for r in 0..n {
             for c in 0..width {
                 let want: f32 = 1.0 + (0..d).map(|j| x[r * d + j] * w[j * width + c]).sum::<f32>();
@@ -265,5 +379,31 @@ mod tests {
                 assert!((grad[j * width + c] - want).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn threads_split_rows_without_changing_results() {
+        let (n, d, width) = (300, 40, 7);
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| {
+                if i % 5 == 0 {
+                    (i as f32 * 0.13).sin()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let w: Vec<f32> = (0..d * width).map(|i| (i as f32 * 0.29).cos()).collect();
+        let mut sparse = SparseBatch::default();
+        assert!(sparse.refill(&x, d));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut one = vec![0.5; n * width];
+        forward(&sparse, &w, width, &mut one, 1);
+        let mut three = vec![0.5; n * width];
+        pool.install(|| forward(&sparse, &w, width, &mut three, 3));
+        assert_eq!(one, three);
     }
 }
