@@ -249,3 +249,119 @@ impl Benchmark {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::mnist::MnistSplit;
+
+    /// A tiny synthetic MNIST: `n` images per split, image k filled with k % 256.
+    fn tiny(n: usize) -> Mnist {
+        let split = MnistSplit {
+            images: (0..n * IMAGE_PIXELS)
+                .map(|i| ((i / IMAGE_PIXELS) % 256) as u8)
+                .collect(),
+            labels: (0..n).map(|k| (k % 10) as u8).collect(),
+        };
+        Mnist {
+            train: split.clone(),
+            test: split,
+        }
+    }
+
+    fn spec(kind: BenchmarkKind, shuffle_tasks: bool, seed: u64) -> BenchmarkSpec {
+        BenchmarkSpec {
+            kind,
+            tasks: 5,
+            samples_per_task: 7,
+            shuffle_tasks,
+            seed,
+        }
+    }
+
+    #[test]
+    fn rotation_angles_fall_in_their_bins_and_come_from_the_seed() {
+        let b = Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistRotations, false, 1)).unwrap();
+        for (t, task) in b.tasks().iter().enumerate() {
+            let TaskDescriptor::Rotation { degrees } = task.descriptor else {
+                panic!("not a rotation")
+            };
+            assert!(
+                (t as f64 * 36.0..(t + 1) as f64 * 36.0).contains(&degrees),
+                "task {t}: {degrees}"
+            );
+            assert_eq!(task.train_indices.len(), 7);
+            let mut unique = task.train_indices.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), 7, "a subset without repetition");
+        }
+        let again =
+            Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistRotations, false, 1)).unwrap();
+        let other =
+            Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistRotations, false, 2)).unwrap();
+        let descriptors = |b: &Benchmark| {
+            b.tasks()
+                .iter()
+                .map(|t| t.descriptor.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(descriptors(&b), descriptors(&again));
+        assert_ne!(descriptors(&b), descriptors(&other));
+    }
+
+    #[test]
+    fn shuffled_task_order_is_a_permutation_of_the_same_tasks() {
+        let ordered =
+            Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistPermutations, false, 3)).unwrap();
+        let shuffled =
+            Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistPermutations, true, 3)).unwrap();
+        let hashes = |b: &Benchmark| {
+            b.tasks()
+                .iter()
+                .map(|t| match &t.descriptor {
+                    TaskDescriptor::Permutation { sha256 } => sha256.clone(),
+                    TaskDescriptor::Rotation { .. } => unreachable!(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (hashes(&ordered), hashes(&shuffled));
+        assert_ne!(a, b, "seed 3 shuffles 5 tasks into another order");
+        let (mut a_sorted, mut b_sorted) = (a.clone(), b.clone());
+        a_sorted.sort();
+        b_sorted.sort();
+        assert_eq!(a_sorted, b_sorted);
+    }
+
+    #[test]
+    fn sparse_test_batches_equal_the_dense_transform() {
+        for kind in [
+            BenchmarkKind::MnistPermutations,
+            BenchmarkKind::MnistRotations,
+        ] {
+            let b = Benchmark::new(tiny(12), &spec(kind, false, 4)).unwrap();
+            let mut sparse = SparseBatch::default();
+            let mut ys = vec![0; 4];
+            b.fill_test_sparse(2, 5, &mut sparse, &mut ys);
+            assert_eq!(ys, vec![5, 6, 7, 8]);
+            let mut dense = vec![0.0; 4 * IMAGE_PIXELS];
+            for (k, x) in dense.chunks_exact_mut(IMAGE_PIXELS).enumerate() {
+                b.tasks()[2].map.apply_scaled(b.data.test.image(5 + k), x);
+            }
+            assert_eq!(sparse.to_dense(), dense);
+        }
+    }
+
+    #[test]
+    fn rejects_impossible_sizes() {
+        let err =
+            Benchmark::new(tiny(5), &spec(BenchmarkKind::MnistPermutations, false, 0)).unwrap_err();
+        assert!(err.to_string().contains("--samples-per-task"), "{err}");
+        let mut zero_tasks = spec(BenchmarkKind::MnistPermutations, false, 0);
+        zero_tasks.tasks = 0;
+        assert!(Benchmark::new(tiny(30), &zero_tasks)
+            .unwrap_err()
+            .to_string()
+            .contains("--tasks"));
+    }
+}

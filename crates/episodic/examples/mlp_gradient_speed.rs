@@ -1,4 +1,7 @@
-//! Times the MLP's gradient on a GEM-sized memory (256 examples) with sparse and dense inputs.
+//! Times the MLP's gradient and forward pass on a GEM-sized memory (256 examples of 784
+//! features), with MNIST-like sparse inputs (19% non-zero) and with the same inputs made dense.
+//!
+//! `cargo run --release -p episodic --example mlp_gradient_speed [sparse|dense]`
 use std::time::Instant;
 
 use episodic::model::{Mlp, MlpConfig, Model};
