@@ -294,34 +294,12 @@ fn corrupt_data_files_are_reported_by_name() {
         ),
         (
             "count mismatch",
-            |m| {
-                std::fs::write(
-                    m.join("t10k-images-idx3-ubyte.gz"),
-                    idx_writer::gzip(&idx_writer::images(&[0; 784 * 3])),
-                )
-                .unwrap();
-                std::fs::write(
-                    m.join("t10k-labels-idx1-ubyte.gz"),
-                    idx_writer::gzip(&idx_writer::labels(&[1; 4])),
-                )
-                .unwrap();
-            },
+            |m| write_test_split(m, 3, 4),
             "count mismatch",
         ),
         (
             "checksum mismatch",
-            |m| {
-                std::fs::write(
-                    m.join("t10k-images-idx3-ubyte.gz"),
-                    idx_writer::gzip(&idx_writer::images(&[0; 784 * 3])),
-                )
-                .unwrap();
-                std::fs::write(
-                    m.join("t10k-labels-idx1-ubyte.gz"),
-                    idx_writer::gzip(&idx_writer::labels(&[1; 3])),
-                )
-                .unwrap();
-            },
+            |m| write_test_split(m, 3, 3),
             "checksum mismatch",
         ),
         (
@@ -344,6 +322,14 @@ fn corrupt_data_files_are_reported_by_name() {
         assert_clean_error(&output, needle);
     }
     assert!(!out.exists());
+}
+
+/// Replaces the test split by `images` blank images and `labels` labels (valid IDX files).
+fn write_test_split(mnist: &Path, images: usize, labels: usize) {
+    let images = idx_writer::gzip(&idx_writer::images(&vec![0; 784 * images]));
+    std::fs::write(mnist.join("t10k-images-idx3-ubyte.gz"), images).unwrap();
+    let labels = idx_writer::gzip(&idx_writer::labels(&vec![1; labels]));
+    std::fs::write(mnist.join("t10k-labels-idx1-ubyte.gz"), labels).unwrap();
 }
 
 fn truncate(path: &Path, keep_from_end: usize) {

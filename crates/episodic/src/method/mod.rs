@@ -100,14 +100,9 @@ pub(crate) fn predict_argmax_sparse(
     xs: &SparseBatch,
     out: &mut [u32],
 ) -> Result<()> {
-    let classes = model.num_classes();
-    let n = out.len();
-    if logits.len() < n * classes {
-        logits.resize(n * classes, 0.0);
-    }
-    model.logits_sparse(xs, &mut logits[..n * classes])?;
-    argmax_rows(&logits[..n * classes], classes, out);
-    Ok(())
+    argmax_of(model, logits, out, |model, buf| {
+        model.logits_sparse(xs, buf)
+    })
 }
 
 /// Arg-max predictions of `model` through a reusable logits buffer.
@@ -117,12 +112,22 @@ pub(crate) fn predict_argmax(
     xs: &[f32],
     out: &mut [u32],
 ) -> Result<()> {
+    argmax_of(model, logits, out, |model, buf| model.logits(xs, buf))
+}
+
+/// Runs `logits_into` on a buffer of `out.len()` rows and writes each row's arg-max to `out`.
+fn argmax_of(
+    model: &mut dyn Model,
+    logits: &mut Vec<f32>,
+    out: &mut [u32],
+    logits_into: impl FnOnce(&mut dyn Model, &mut [f32]) -> Result<()>,
+) -> Result<()> {
     let classes = model.num_classes();
     let n = out.len();
     if logits.len() < n * classes {
         logits.resize(n * classes, 0.0);
     }
-    model.logits(xs, &mut logits[..n * classes])?;
+    logits_into(model, &mut logits[..n * classes])?;
     argmax_rows(&logits[..n * classes], classes, out);
     Ok(())
 }
