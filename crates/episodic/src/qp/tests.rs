@@ -1,7 +1,6 @@
 //! Tests of the QP solver: known answers, KKT on random and near-degenerate problems,
 //! agreement with clarabel, and every error.
 
-
 use super::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
