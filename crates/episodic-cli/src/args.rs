@@ -199,7 +199,15 @@ impl ExperimentArgs {
         }
         match std::env::var_os("EPISODIC_DATA") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data")),
+            _ => {
+                // crates/episodic-cli -> the repository root.
+                let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+                let root = crate_dir
+                    .parent()
+                    .and_then(|p| p.parent())
+                    .unwrap_or(crate_dir);
+                root.join("data")
+            }
         }
     }
 }

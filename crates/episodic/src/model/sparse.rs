@@ -56,30 +56,36 @@ impl SparseRows {
         k <= limit
     }
 
-    /// Writes the transpose of this `rows x n_cols` matrix into `out`.
+    /// Writes the transpose of this `rows x n_cols` matrix into `out` (no allocation once
+    /// `out` has grown to size).
     fn transpose_into(&self, n_cols: usize, out: &mut Self) {
         let nnz = self.row_starts.last().copied().unwrap_or(0);
-        out.row_starts.clear();
-        out.row_starts.resize(n_cols + 1, 0);
+        // Count column j's entries in starts[j + 2], prefix-sum, then use starts[j + 1] as
+        // column j's insertion cursor: once all are placed it is column j's end, which is
+        // column j + 1's start.
+        let starts = &mut out.row_starts;
+        starts.clear();
+        starts.resize(n_cols + 2, 0);
         for &j in &self.cols[..nnz] {
-            out.row_starts[j as usize + 1] += 1;
+            starts[j as usize + 2] += 1;
         }
-        for j in 0..n_cols {
-            out.row_starts[j + 1] += out.row_starts[j];
+        for j in 2..n_cols + 2 {
+            starts[j] += starts[j - 1];
         }
-        out.cols.resize(nnz.max(out.cols.len()), 0);
-        out.values.resize(nnz.max(out.values.len()), 0.0);
-        // `next[j]`: where column j's next entry goes; rows are visited in order.
-        let mut next = out.row_starts[..n_cols].to_vec();
+        if out.cols.len() < nnz {
+            out.cols.resize(nnz, 0);
+            out.values.resize(nnz, 0.0);
+        }
         for r in 0..self.rows() {
             let (cols, values) = self.row(r);
             for (&j, &v) in cols.iter().zip(values) {
-                let slot = &mut next[j as usize];
-                out.cols[*slot] = r as u32;
-                out.values[*slot] = v;
-                *slot += 1;
+                let cursor = &mut starts[j as usize + 1];
+                out.cols[*cursor] = r as u32;
+                out.values[*cursor] = v;
+                *cursor += 1;
             }
         }
+        starts.truncate(n_cols + 1);
     }
 
     fn row(&self, r: usize) -> (&[u32], &[f32]) {
