@@ -32,7 +32,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::{
-    check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Method, MethodStats,
+    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Method,
+    MethodStats,
 };
 use crate::config::GemParams;
 use crate::error::{Error, Result};
@@ -207,6 +208,7 @@ impl Method for Gem {
     }
 
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
+        check_batch(self.model.as_ref(), batch)?;
         let slot = self.memory_slot(batch.task);
         self.memories[slot].1.push_batch(batch.xs, batch.ys);
         let p = self.model.num_params();
@@ -410,5 +412,37 @@ mod tests {
             16,
             "the new task does not write into the old memory"
         );
+    }
+
+    #[test]
+    fn bad_batches_are_rejected_before_touching_memory() {
+        let mut gem = gem(0.5);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (xs, mut ys) = batch_data(&mut rng, 4, 0.0);
+        ys[2] = 3;
+        assert!(matches!(
+            gem.observe(&Batch {
+                task: 0,
+                xs: &xs,
+                ys: &ys
+            }),
+            Err(Error::LabelOutOfRange { label: 3, .. })
+        ));
+        assert!(gem
+            .observe(&Batch {
+                task: 0,
+                xs: &xs[1..],
+                ys: &[0, 1, 2, 0]
+            })
+            .is_err());
+        assert!(gem
+            .observe(&Batch {
+                task: 0,
+                xs: &[],
+                ys: &[]
+            })
+            .is_err());
+        assert!(gem.memories.iter().all(|(_, m)| m.is_empty()));
+        assert_eq!(gem.stats.steps, 0);
     }
 }

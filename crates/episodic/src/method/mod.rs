@@ -72,6 +72,27 @@ pub fn build(
     })
 }
 
+/// Checks a batch against the model before anything (a memory, say) is written from it.
+pub(crate) fn check_batch(model: &dyn Model, batch: &Batch<'_>) -> Result<()> {
+    let expected = batch.ys.len() * model.input_dim();
+    if batch.ys.is_empty() || batch.xs.len() != expected {
+        return Err(Error::Shape {
+            what: "batch inputs (one row of input_dim features per label)",
+            expected,
+            actual: batch.xs.len(),
+        });
+    }
+    let classes = model.num_classes();
+    if let Some(&label) = batch.ys.iter().find(|&&y| y as usize >= classes) {
+        return Err(Error::LabelOutOfRange {
+            label,
+            classes,
+            context: Some(format!("a batch of task {}", batch.task)),
+        });
+    }
+    Ok(())
+}
+
 /// Plain SGD: `params -= learning_rate * grad`.
 pub(crate) fn sgd_step(params: &mut [f32], grad: &[f32], learning_rate: f32) {
     params

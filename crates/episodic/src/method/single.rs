@@ -5,7 +5,8 @@
 //! (0.03 on MNIST Permutations, 0.003 on MNIST Rotations). Same as the reference.
 
 use super::{
-    check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Method, MethodStats,
+    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Method,
+    MethodStats,
 };
 use crate::config::SingleParams;
 use crate::error::Result;
@@ -39,6 +40,7 @@ impl Method for Single {
     }
 
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
+        check_batch(self.model.as_ref(), batch)?;
         let loss = self
             .model
             .loss_and_grad(batch.xs, batch.ys, &mut self.grad)?;
