@@ -201,6 +201,11 @@ impl Mlp {
         out
     }
 
+    /// Copies the last forward pass's logits (as many rows as `out` holds) into `out`.
+    fn copy_logits(&self, out: &mut [f32]) {
+        out.copy_from_slice(&self.activations[self.layers.len() - 1][..out.len()]);
+    }
+
     fn check_targets(&self, n: usize, ys: &[u32], grad: &[f32]) -> Result<()> {
         if ys.len() != n {
             return Err(Error::Shape {
@@ -378,7 +383,7 @@ impl Model for Mlp {
             });
         }
         self.forward(FirstLayerInput::Sparse(xs), n);
-        out.copy_from_slice(&self.activations[self.layers.len() - 1][..n * classes]);
+        self.copy_logits(out);
         Ok(())
     }
 
@@ -397,7 +402,7 @@ impl Model for Mlp {
             });
         }
         self.with_input(xs, false, |mlp, input| mlp.forward(input, n));
-        out.copy_from_slice(&self.activations[self.layers.len() - 1][..n * classes]);
+        self.copy_logits(out);
         Ok(())
     }
 }
