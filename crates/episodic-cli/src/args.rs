@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use episodic::config::{ExperimentConfig, MethodConfig, MethodKind};
+use episodic::config::{ExperimentConfig, MethodKind, MethodOverrides};
 use episodic::data::BenchmarkKind;
 
 /// Continual learning with Gradient Episodic Memory (GEM) and its baselines.
@@ -33,6 +33,8 @@ pub enum BenchmarkArg {
     MnistPermutations,
     /// 20 tasks, task t rotated by an angle in [9t, 9t + 9) degrees.
     MnistRotations,
+    /// 5 tasks of 2 digits each, one output head per task.
+    MnistSplit,
 }
 
 impl From<BenchmarkArg> for BenchmarkKind {
@@ -40,6 +42,7 @@ impl From<BenchmarkArg> for BenchmarkKind {
         match arg {
             BenchmarkArg::MnistPermutations => Self::MnistPermutations,
             BenchmarkArg::MnistRotations => Self::MnistRotations,
+            BenchmarkArg::MnistSplit => Self::MnistSplit,
         }
     }
 }
@@ -51,6 +54,18 @@ pub enum MethodArg {
     Gem,
     /// One network fine-tuned on the stream (no memory).
     Single,
+    /// One network per task, each 1/T as wide.
+    Independent,
+    /// A task-specific input layer, the rest shared.
+    Multimodal,
+    /// Elastic Weight Consolidation.
+    Ewc,
+    /// iCaRL: exemplars, nearest mean of exemplars, distillation (mnist-split only).
+    Icarl,
+    /// Averaged GEM: one reference gradient from all past memories.
+    Agem,
+    /// Experience replay from a reservoir-sampled memory.
+    Er,
 }
 
 impl From<MethodArg> for MethodKind {
@@ -58,6 +73,12 @@ impl From<MethodArg> for MethodKind {
         match arg {
             MethodArg::Gem => Self::Gem,
             MethodArg::Single => Self::Single,
+            MethodArg::Independent => Self::Independent,
+            MethodArg::Multimodal => Self::Multimodal,
+            MethodArg::Ewc => Self::Ewc,
+            MethodArg::Icarl => Self::Icarl,
+            MethodArg::Agem => Self::Agem,
+            MethodArg::Er => Self::Er,
         }
     }
 }
@@ -77,26 +98,21 @@ pub struct ExperimentArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Number of tasks.
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub tasks: usize,
+    /// Number of tasks [default: 20; 5 on mnist-split].
+    #[arg(long, value_name = "N")]
+    pub tasks: Option<usize>,
 
     /// Training examples drawn per task.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub samples_per_task: usize,
 
-    /// Episodic memory slots per task (GEM only) [default: 256].
+    /// Method options: the paper's defaults per method and benchmark unless given.
+    #[command(flatten)]
+    pub method_options: MethodOptions,
+
+    /// Also evaluate every N mini-batches (learning curves; task ends are always evaluated).
     #[arg(long, value_name = "N")]
-    pub memories_per_task: Option<usize>,
-
-    /// Lower bound on GEM's dual variables, "memory strength" (GEM only) [default: 0.5].
-    #[arg(long, value_name = "GAMMA")]
-    pub margin: Option<f64>,
-
-    /// SGD learning rate [default: the paper's: gem 0.1; single 0.03 on permutations,
-    /// 0.003 on rotations].
-    #[arg(long, value_name = "RATE")]
-    pub lr: Option<f64>,
+    pub eval_every: Option<u64>,
 
     /// Mini-batch size (batches never cross tasks).
     #[arg(long, default_value_t = 10, value_name = "N")]
@@ -113,6 +129,55 @@ pub struct ExperimentArgs {
     /// Data directory holding mnist/ [default: $EPISODIC_DATA, else the repository's data/].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// Hyper-parameters a user may override; each applies only to the methods that have it.
+#[derive(Debug, Clone, Args)]
+pub struct MethodOptions {
+    /// SGD learning rate [default: the paper's per method and benchmark].
+    #[arg(long, value_name = "RATE")]
+    pub lr: Option<f64>,
+
+    /// Memory slots per task of gem, agem and er [default: 256], or ewc's Fisher examples
+    /// [default: 10; 1000 on rotations].
+    #[arg(long, value_name = "N")]
+    pub memories_per_task: Option<usize>,
+
+    /// Lower bound on GEM's dual variables, "memory strength" (gem) [default: 0.5].
+    #[arg(long, value_name = "GAMMA")]
+    pub margin: Option<f64>,
+
+    /// Penalty strength of ewc [default: 3; 1000 on rotations], or distillation weight of
+    /// icarl [default: 1].
+    #[arg(long, value_name = "LAMBDA")]
+    pub strength: Option<f64>,
+
+    /// Memories drawn for each reference gradient (agem) [default: 256].
+    #[arg(long, value_name = "N")]
+    pub sample_size: Option<usize>,
+
+    /// Total exemplars (icarl) [default: 1280].
+    #[arg(long, value_name = "N")]
+    pub memory_size: Option<usize>,
+
+    /// Start each task's network from the previous task's (independent) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub finetune: Option<bool>,
+}
+
+impl MethodOptions {
+    /// The options as library overrides.
+    pub fn overrides(&self) -> MethodOverrides {
+        MethodOverrides {
+            learning_rate: self.lr,
+            memories_per_task: self.memories_per_task,
+            margin: self.margin,
+            strength: self.strength,
+            sample_size: self.sample_size,
+            memory_size: self.memory_size,
+            finetune: self.finetune,
+        }
+    }
 }
 
 /// Options of `episodic run`.
@@ -155,39 +220,16 @@ impl ExperimentArgs {
     /// benchmark, overridden by what the user gave.
     pub fn config(&self, threads: usize) -> Result<ExperimentConfig> {
         let method = MethodKind::from(self.method);
-        let mut config = ExperimentConfig::paper(self.benchmark.into(), method, threads);
+        let benchmark = BenchmarkKind::from(self.benchmark);
+        let mut config = ExperimentConfig::paper(benchmark, method, threads);
         config.seed = self.seed;
-        config.tasks = self.tasks;
+        config.tasks = self.tasks.unwrap_or(benchmark.default_tasks());
         config.samples_per_task = self.samples_per_task;
         config.batch_size = self.batch_size;
         config.epochs = self.epochs;
         config.shuffle_tasks = self.shuffle_tasks;
-        match &mut config.method {
-            MethodConfig::Gem(p) => {
-                if let Some(m) = self.memories_per_task {
-                    p.memories_per_task = m;
-                }
-                if let Some(margin) = self.margin {
-                    p.margin = margin;
-                }
-                if let Some(lr) = self.lr {
-                    p.learning_rate = lr;
-                }
-            }
-            MethodConfig::Single(p) => {
-                for (given, option) in [
-                    (self.memories_per_task.is_some(), "--memories-per-task"),
-                    (self.margin.is_some(), "--margin"),
-                ] {
-                    if given {
-                        bail!("{option} applies only to --method gem");
-                    }
-                }
-                if let Some(lr) = self.lr {
-                    p.learning_rate = lr;
-                }
-            }
-        }
+        config.eval_every = self.eval_every;
+        config.method.apply(&self.method_options.overrides())?;
         config.validate()?;
         Ok(config)
     }

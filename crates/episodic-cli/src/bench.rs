@@ -87,18 +87,24 @@ fn child_args(args: &BenchArgs) -> Vec<String> {
         "--method".into(),
         name(e.method.to_possible_value()),
     ];
+    let m = &e.method_options;
     for (flag, value) in [
         ("--seed", Some(e.seed.to_string())),
-        ("--tasks", Some(e.tasks.to_string())),
+        ("--tasks", e.tasks.map(|n| n.to_string())),
         ("--samples-per-task", Some(e.samples_per_task.to_string())),
         ("--batch-size", Some(e.batch_size.to_string())),
         ("--epochs", Some(e.epochs.to_string())),
+        ("--eval-every", e.eval_every.map(|n| n.to_string())),
+        ("--lr", m.lr.map(|v| v.to_string())),
         (
             "--memories-per-task",
-            e.memories_per_task.map(|m| m.to_string()),
+            m.memories_per_task.map(|v| v.to_string()),
         ),
-        ("--margin", e.margin.map(|m| m.to_string())),
-        ("--lr", e.lr.map(|m| m.to_string())),
+        ("--margin", m.margin.map(|v| v.to_string())),
+        ("--strength", m.strength.map(|v| v.to_string())),
+        ("--sample-size", m.sample_size.map(|v| v.to_string())),
+        ("--memory-size", m.memory_size.map(|v| v.to_string())),
+        ("--finetune", m.finetune.map(|v| v.to_string())),
     ] {
         if let Some(value) = value {
             v.push(flag.into());

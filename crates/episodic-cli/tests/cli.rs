@@ -96,14 +96,14 @@ fn help_documents_every_option_with_its_default() {
         "[default: mnist-permutations]",
         "[default: gem]",
         "[default: 0]",
-        "[default: 20]",
+        "[default: 20; 5 on mnist-split]",
         "[default: 1000]",
         "[default: 256]",
         "[default: 0.5]",
         "[default: 10]",
         "[default: 1]",
         "[default: all cores]",
-        "gem 0.1",
+        "the paper's per method and benchmark",
     ] {
         assert!(
             help.contains(default),

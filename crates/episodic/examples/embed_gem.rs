@@ -2,12 +2,14 @@
 //!
 //! Two synthetic tasks whose labels depend on opposite halves of the input: after learning
 //! the second task, GEM keeps the first (its episodic memory constrains every update), while
-//! plain fine-tuning forgets it.
+//! plain fine-tuning forgets it. The other methods are built the same way, through
+//! `method::build`, for comparison.
 //!
 //! `cargo run --release -p episodic --example embed_gem`
 
-use episodic::config::{GemParams, SingleParams};
-use episodic::method::{Batch, Gem, Method, Single};
+use episodic::config::{GemParams, MethodConfig, MethodKind, MethodOverrides};
+use episodic::data::BenchmarkKind;
+use episodic::method::{self, Batch, Gem, Heads, Method, Setup};
 use episodic::model::{Mlp, MlpConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,20 +50,42 @@ fn main() -> episodic::Result<()> {
         hidden: vec![64],
         classes: 2,
     };
-    let new_model = || Mlp::new(&config, 1, &mut ChaCha8Rng::seed_from_u64(0));
+    // GEM built by hand around a model of our own...
+    let model = Mlp::new(&config, 1, &mut ChaCha8Rng::seed_from_u64(0))?;
     let gem_params = GemParams {
         learning_rate: 0.1,
         memories_per_task: 256,
         margin: 0.5,
         eps: 1e-3,
     };
-    let mut methods: Vec<Box<dyn Method>> = vec![
-        Box::new(Gem::new(Box::new(new_model()?), gem_params, 2, 1)),
-        Box::new(Single::new(
-            Box::new(new_model()?),
-            SingleParams { learning_rate: 0.1 },
-        )),
-    ];
+    let mut methods: Vec<Box<dyn Method>> = vec![Box::new(Gem::new(
+        Box::new(model),
+        gem_params,
+        Heads::Shared(2),
+        2,
+        1,
+    ))];
+    // ...and the others from their configurations.
+    let setup = Setup {
+        model: config.clone(),
+        tasks: 2,
+        heads: Heads::Shared(2),
+        threads: 1,
+        seed: 0,
+    };
+    for kind in [
+        MethodKind::Single,
+        MethodKind::Ewc,
+        MethodKind::Agem,
+        MethodKind::Er,
+    ] {
+        let mut method_config = MethodConfig::paper(kind, BenchmarkKind::MnistPermutations);
+        method_config.apply(&MethodOverrides {
+            learning_rate: Some(0.1),
+            ..MethodOverrides::default()
+        })?;
+        methods.push(method::build(&method_config, &setup)?);
+    }
     for method in &mut methods {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for task in 0..2 {
@@ -73,6 +97,7 @@ fn main() -> episodic::Result<()> {
                     ys: &ys,
                 })?;
             }
+            method.end_task(task)?;
         }
         let stats = method.stats();
         println!(

@@ -35,7 +35,7 @@ fn main() -> episodic::Result<()> {
         let reps = 200;
         let t = Instant::now();
         for _ in 0..reps {
-            mlp.loss_and_grad(xs, &ys, &mut grad)?;
+            mlp.loss_and_grad(xs, &ys, 0..10, &mut grad)?;
         }
         let g = t.elapsed().as_secs_f64() / reps as f64 * 1e3;
         let t = Instant::now();
@@ -51,7 +51,7 @@ fn main() -> episodic::Result<()> {
         let reps = 400;
         let t = Instant::now();
         for _ in 0..reps {
-            mlp.loss_and_grad_sparse(&cached, &ys, &mut grad)?;
+            mlp.loss_and_grad_sparse(&cached, &ys, 0..10, &mut grad)?;
         }
         let g = t.elapsed().as_secs_f64() / reps as f64 * 1e3;
         println!("cached sparse: gradient {g:.3} ms (256 examples)");

@@ -12,17 +12,53 @@ use crate::model::MlpConfig;
 pub enum MethodKind {
     /// Fine-tune one network on the stream (no protection against forgetting).
     Single,
+    /// One small network per task.
+    Independent,
+    /// A task-specific input layer, the rest shared.
+    Multimodal,
+    /// Elastic Weight Consolidation.
+    Ewc,
+    /// Incremental Classifier and Representation Learning (class-split benchmarks only).
+    Icarl,
+    /// Averaged GEM.
+    Agem,
+    /// Experience replay from a reservoir-sampled memory.
+    Er,
     /// Gradient Episodic Memory.
     Gem,
 }
 
 impl MethodKind {
+    /// Every method, in the order reports list them (GEM last).
+    pub const ALL: [Self; 8] = [
+        Self::Single,
+        Self::Independent,
+        Self::Multimodal,
+        Self::Ewc,
+        Self::Icarl,
+        Self::Agem,
+        Self::Er,
+        Self::Gem,
+    ];
+
     /// The command-line name.
     pub fn id(self) -> &'static str {
         match self {
             Self::Single => "single",
+            Self::Independent => "independent",
+            Self::Multimodal => "multimodal",
+            Self::Ewc => "ewc",
+            Self::Icarl => "icarl",
+            Self::Agem => "agem",
+            Self::Er => "er",
             Self::Gem => "gem",
         }
+    }
+
+    /// Whether the method can run on `benchmark`: iCaRL needs classes split by task; the
+    /// others run anywhere.
+    pub fn applies_to(self, benchmark: BenchmarkKind) -> bool {
+        self != Self::Icarl || benchmark.is_class_split()
     }
 }
 
@@ -31,6 +67,65 @@ impl MethodKind {
 pub struct SingleParams {
     /// SGD step size.
     pub learning_rate: f64,
+}
+
+/// Hyper-parameters of [`crate::method::Independent`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IndependentParams {
+    /// SGD step size.
+    pub learning_rate: f64,
+    /// Start each task's network as a copy of the previous task's (the reference's
+    /// `--finetune yes`).
+    pub finetune: bool,
+}
+
+/// Hyper-parameters of [`crate::method::Multimodal`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MultimodalParams {
+    /// SGD step size.
+    pub learning_rate: f64,
+}
+
+/// Hyper-parameters of [`crate::method::Ewc`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EwcParams {
+    /// SGD step size.
+    pub learning_rate: f64,
+    /// The Fisher information is estimated on each task's first `memories_per_task` examples.
+    pub memories_per_task: usize,
+    /// Penalty strength (lambda).
+    pub strength: f64,
+}
+
+/// Hyper-parameters of [`crate::method::Icarl`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IcarlParams {
+    /// SGD step size.
+    pub learning_rate: f64,
+    /// Total exemplars kept, shared equally by the classes seen so far.
+    pub memory_size: usize,
+    /// Weight of the distillation loss.
+    pub strength: f64,
+}
+
+/// Hyper-parameters of [`crate::method::Agem`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AgemParams {
+    /// SGD step size.
+    pub learning_rate: f64,
+    /// Episodic memory slots per task.
+    pub memories_per_task: usize,
+    /// Memories drawn (from all past tasks together) for each step's reference gradient.
+    pub sample_size: usize,
+}
+
+/// Hyper-parameters of [`crate::method::Er`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ErParams {
+    /// SGD step size.
+    pub learning_rate: f64,
+    /// Memory budget per task: the reservoir holds `memories_per_task * tasks` examples.
+    pub memories_per_task: usize,
 }
 
 /// Hyper-parameters of [`crate::method::Gem`].
@@ -52,19 +147,84 @@ pub struct GemParams {
 pub enum MethodConfig {
     /// See [`SingleParams`].
     Single(SingleParams),
+    /// See [`IndependentParams`].
+    Independent(IndependentParams),
+    /// See [`MultimodalParams`].
+    Multimodal(MultimodalParams),
+    /// See [`EwcParams`].
+    Ewc(EwcParams),
+    /// See [`IcarlParams`].
+    Icarl(IcarlParams),
+    /// See [`AgemParams`].
+    Agem(AgemParams),
+    /// See [`ErParams`].
+    Er(ErParams),
     /// See [`GemParams`].
     Gem(GemParams),
 }
 
+/// Hyper-parameters given by the user on top of the paper's defaults; each applies only to
+/// the methods that have it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MethodOverrides {
+    /// `--lr`: every method.
+    pub learning_rate: Option<f64>,
+    /// `--memories-per-task`: ewc, agem, er, gem.
+    pub memories_per_task: Option<usize>,
+    /// `--margin`: gem.
+    pub margin: Option<f64>,
+    /// `--strength`: ewc (lambda), icarl (distillation weight).
+    pub strength: Option<f64>,
+    /// `--sample-size`: agem.
+    pub sample_size: Option<usize>,
+    /// `--memory-size`: icarl.
+    pub memory_size: Option<usize>,
+    /// `--finetune`: independent.
+    pub finetune: Option<bool>,
+}
+
 impl MethodConfig {
     /// The paper's hyper-parameters of `kind` on `benchmark` (gem-reference.md section 5).
+    /// `mnist-split` has no reference run; it takes the MNIST Permutations values, and
+    /// iCaRL (a CIFAR-100 baseline in the paper) keeps 1280 exemplars, GEM's 256 per task
+    /// over 5 tasks, with learning rate 0.1 and distillation weight 1.
     pub fn paper(kind: MethodKind, benchmark: BenchmarkKind) -> Self {
+        let rotations = benchmark == BenchmarkKind::MnistRotations;
         match kind {
             MethodKind::Single => Self::Single(SingleParams {
-                learning_rate: match benchmark {
-                    BenchmarkKind::MnistPermutations => 0.03,
-                    BenchmarkKind::MnistRotations => 0.003,
-                },
+                learning_rate: if rotations { 0.003 } else { 0.03 },
+            }),
+            MethodKind::Independent => Self::Independent(IndependentParams {
+                learning_rate: if rotations { 0.1 } else { 0.03 },
+                finetune: true,
+            }),
+            MethodKind::Multimodal => Self::Multimodal(MultimodalParams { learning_rate: 0.1 }),
+            MethodKind::Ewc => Self::Ewc(if rotations {
+                EwcParams {
+                    learning_rate: 0.01,
+                    memories_per_task: 1000,
+                    strength: 1000.0,
+                }
+            } else {
+                EwcParams {
+                    learning_rate: 0.1,
+                    memories_per_task: 10,
+                    strength: 3.0,
+                }
+            }),
+            MethodKind::Icarl => Self::Icarl(IcarlParams {
+                learning_rate: 0.1,
+                memory_size: 1280,
+                strength: 1.0,
+            }),
+            MethodKind::Agem => Self::Agem(AgemParams {
+                learning_rate: 0.1,
+                memories_per_task: 256,
+                sample_size: 256,
+            }),
+            MethodKind::Er => Self::Er(ErParams {
+                learning_rate: 0.1,
+                memories_per_task: 256,
             }),
             MethodKind::Gem => Self::Gem(GemParams {
                 learning_rate: 0.1,
@@ -79,35 +239,138 @@ impl MethodConfig {
     pub fn kind(&self) -> MethodKind {
         match self {
             Self::Single(_) => MethodKind::Single,
+            Self::Independent(_) => MethodKind::Independent,
+            Self::Multimodal(_) => MethodKind::Multimodal,
+            Self::Ewc(_) => MethodKind::Ewc,
+            Self::Icarl(_) => MethodKind::Icarl,
+            Self::Agem(_) => MethodKind::Agem,
+            Self::Er(_) => MethodKind::Er,
             Self::Gem(_) => MethodKind::Gem,
         }
     }
 
     /// The SGD step size.
     pub fn learning_rate(&self) -> f64 {
+        *self.learning_rate_ref()
+    }
+
+    fn learning_rate_ref(&self) -> &f64 {
         match self {
-            Self::Single(p) => p.learning_rate,
-            Self::Gem(p) => p.learning_rate,
+            Self::Single(p) => &p.learning_rate,
+            Self::Independent(p) => &p.learning_rate,
+            Self::Multimodal(p) => &p.learning_rate,
+            Self::Ewc(p) => &p.learning_rate,
+            Self::Icarl(p) => &p.learning_rate,
+            Self::Agem(p) => &p.learning_rate,
+            Self::Er(p) => &p.learning_rate,
+            Self::Gem(p) => &p.learning_rate,
         }
+    }
+
+    fn learning_rate_mut(&mut self) -> &mut f64 {
+        match self {
+            Self::Single(p) => &mut p.learning_rate,
+            Self::Independent(p) => &mut p.learning_rate,
+            Self::Multimodal(p) => &mut p.learning_rate,
+            Self::Ewc(p) => &mut p.learning_rate,
+            Self::Icarl(p) => &mut p.learning_rate,
+            Self::Agem(p) => &mut p.learning_rate,
+            Self::Er(p) => &mut p.learning_rate,
+            Self::Gem(p) => &mut p.learning_rate,
+        }
+    }
+
+    /// Applies the user's `overrides`; an option the method does not have is an error that
+    /// names the methods it applies to.
+    pub fn apply(&mut self, overrides: &MethodOverrides) -> Result<()> {
+        if let Some(lr) = overrides.learning_rate {
+            *self.learning_rate_mut() = lr;
+        }
+        let name = self.kind().id();
+        let refuse = |option: &'static str, methods: &str| {
+            Err(invalid(
+                option,
+                format!("applies only to --method {methods}, not {name}"),
+            ))
+        };
+        if let Some(m) = overrides.memories_per_task {
+            match self {
+                Self::Ewc(p) => p.memories_per_task = m,
+                Self::Agem(p) => p.memories_per_task = m,
+                Self::Er(p) => p.memories_per_task = m,
+                Self::Gem(p) => p.memories_per_task = m,
+                _ => return refuse("--memories-per-task", "ewc, agem, er or gem"),
+            }
+        }
+        if let Some(margin) = overrides.margin {
+            match self {
+                Self::Gem(p) => p.margin = margin,
+                _ => return refuse("--margin", "gem"),
+            }
+        }
+        if let Some(strength) = overrides.strength {
+            match self {
+                Self::Ewc(p) => p.strength = strength,
+                Self::Icarl(p) => p.strength = strength,
+                _ => return refuse("--strength", "ewc or icarl"),
+            }
+        }
+        if let Some(n) = overrides.sample_size {
+            match self {
+                Self::Agem(p) => p.sample_size = n,
+                _ => return refuse("--sample-size", "agem"),
+            }
+        }
+        if let Some(n) = overrides.memory_size {
+            match self {
+                Self::Icarl(p) => p.memory_size = n,
+                _ => return refuse("--memory-size", "icarl"),
+            }
+        }
+        if let Some(finetune) = overrides.finetune {
+            match self {
+                Self::Independent(p) => p.finetune = finetune,
+                _ => return refuse("--finetune", "independent"),
+            }
+        }
+        Ok(())
     }
 
     /// Checks every hyper-parameter, naming the offending option.
     pub fn validate(&self) -> Result<()> {
         positive_finite("--lr", self.learning_rate())?;
-        if let Self::Gem(p) = self {
-            if p.memories_per_task == 0 {
-                return Err(invalid(
-                    "--memories-per-task",
-                    "GEM needs at least 1 memory per task",
-                ));
+        let at_least_one = |option: &'static str, value: usize| {
+            if value == 0 {
+                Err(invalid(option, format!("{} needs at least 1", self.kind().id())))
+            } else {
+                Ok(())
             }
-            if !p.margin.is_finite() || p.margin < 0.0 {
-                return Err(invalid(
-                    "--margin",
-                    format!("must be finite and >= 0, got {}", p.margin),
-                ));
+        };
+        match self {
+            Self::Gem(p) => {
+                at_least_one("--memories-per-task", p.memories_per_task)?;
+                if !p.margin.is_finite() || p.margin < 0.0 {
+                    return Err(invalid(
+                        "--margin",
+                        format!("must be finite and >= 0, got {}", p.margin),
+                    ));
+                }
+                positive_finite("eps", p.eps)?;
             }
-            positive_finite("eps", p.eps)?;
+            Self::Ewc(p) => {
+                at_least_one("--memories-per-task", p.memories_per_task)?;
+                non_negative_finite("--strength", p.strength)?;
+            }
+            Self::Icarl(p) => {
+                at_least_one("--memory-size", p.memory_size)?;
+                non_negative_finite("--strength", p.strength)?;
+            }
+            Self::Agem(p) => {
+                at_least_one("--memories-per-task", p.memories_per_task)?;
+                at_least_one("--sample-size", p.sample_size)?;
+            }
+            Self::Er(p) => at_least_one("--memories-per-task", p.memories_per_task)?,
+            Self::Single(_) | Self::Independent(_) | Self::Multimodal(_) => {}
         }
         Ok(())
     }
@@ -136,15 +399,19 @@ pub struct ExperimentConfig {
     pub model: MlpConfig,
     /// The method and its hyper-parameters.
     pub method: MethodConfig,
+    /// Extra evaluations every this many mini-batches (besides the task ends); `None`: only
+    /// at task ends.
+    #[serde(default)]
+    pub eval_every: Option<u64>,
 }
 
 impl ExperimentConfig {
-    /// The paper's settings for `method` on `benchmark`: 20 tasks of 1000 samples, one epoch,
-    /// batch 10, seed 0, the 784-100-100-10 MLP; `threads` as given.
+    /// The paper's settings for `method` on `benchmark`: 20 tasks (5 on `mnist-split`) of
+    /// 1000 samples, one epoch, batch 10, seed 0, the 784-100-100-10 MLP; `threads` as given.
     pub fn paper(benchmark: BenchmarkKind, method: MethodKind, threads: usize) -> Self {
         Self {
             benchmark,
-            tasks: 20,
+            tasks: benchmark.default_tasks(),
             samples_per_task: 1000,
             shuffle_tasks: false,
             epochs: 1,
@@ -153,6 +420,7 @@ impl ExperimentConfig {
             threads,
             model: MlpConfig::default(),
             method: MethodConfig::paper(method, benchmark),
+            eval_every: None,
         }
     }
 
@@ -169,6 +437,19 @@ impl ExperimentConfig {
                 return Err(invalid(option, "must be at least 1"));
             }
         }
+        if self.eval_every == Some(0) {
+            return Err(invalid("--eval-every", "must be at least 1"));
+        }
+        if !self.method.kind().applies_to(self.benchmark) {
+            return Err(invalid(
+                "--method",
+                format!(
+                    "{} needs a benchmark whose classes are split by task (mnist-split), not {}",
+                    self.method.kind().id(),
+                    self.benchmark
+                ),
+            ));
+        }
         self.method.validate()
     }
 }
@@ -177,6 +458,17 @@ fn invalid(option: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidOption {
         option,
         reason: reason.into(),
+    }
+}
+
+fn non_negative_finite(option: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(
+            option,
+            format!("must be a finite number >= 0, got {value}"),
+        ))
     }
 }
 

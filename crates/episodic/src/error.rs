@@ -99,6 +99,16 @@ pub enum Error {
         /// Where the label came from, if known.
         context: Option<String>,
     },
+    /// A label lies outside the classes of its task's head (multi-head benchmarks).
+    #[error("label {label} is outside the task's classes {start}..{end}")]
+    LabelOutsideHead {
+        /// The label.
+        label: u32,
+        /// First class of the head.
+        start: usize,
+        /// One past the last class of the head.
+        end: usize,
+    },
 
     // === Training ===
     /// The loss became NaN or infinite.

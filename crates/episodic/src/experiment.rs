@@ -2,18 +2,19 @@
 //!
 //! Evaluation schedule (gem-reference.md section 6): every task's test set is scored once
 //! before any training (the baseline row b) and again each time a task ends; row i of the
-//! accuracy matrix R is the evaluation after task i.
+//! accuracy matrix R is the evaluation after task i. With `eval_every = Some(n)`, every
+//! n-th mini-batch is also followed by an evaluation (for learning curves such as the
+//! paper's Figure 2); those do not enter R.
 
 use std::time::{Duration, Instant};
 
 use crate::config::ExperimentConfig;
 use crate::data::{Benchmark, BenchmarkSpec, Mnist, Stream};
 use crate::error::{Error, Result};
-use crate::method::{self, Batch, Method};
+use crate::method::{self, Batch, Heads, Method, Setup};
 use crate::metrics;
-use crate::model::{Mlp, SparseBatch};
+use crate::model::SparseBatch;
 use crate::results::{peak_rss_bytes, Evaluation, RunResults, Timing};
-use crate::rng::{self, Purpose};
 
 /// Test examples scored per forward pass during evaluation.
 const EVAL_CHUNK: usize = 1000;
@@ -92,17 +93,19 @@ fn run_in_pool(
         .map(|t| t.train_indices.as_slice())
         .collect();
     let stream = Stream::new(&examples, config.epochs, config.batch_size, config.seed);
-    let model = Mlp::new(
-        &config.model,
-        config.threads,
-        &mut rng::stream(config.seed, Purpose::ModelInit),
-    )?;
-    let mut method = method::build(
-        &config.method,
-        Box::new(model),
-        config.tasks,
-        config.threads,
-    )?;
+    let heads = if bench.kind().is_class_split() {
+        Heads::PerTask(bench.heads())
+    } else {
+        Heads::Shared(bench.num_classes())
+    };
+    let setup = Setup {
+        model: config.model.clone(),
+        tasks: config.tasks,
+        heads,
+        threads: config.threads,
+        seed: config.seed,
+    };
+    let mut method = method::build(&config.method, &setup)?;
 
     let mut evaluator = Evaluator::new(&bench);
     let mut evaluations = Vec::with_capacity(config.tasks + 1);
@@ -141,16 +144,23 @@ fn run_in_pool(
         });
         let task_ends = batches.get(i + 1).is_none_or(|next| next.task != span.task);
         if task_ends {
+            let t0 = Instant::now();
+            method.end_task(span.task)?;
+            train_time += t0.elapsed();
             on_progress(Progress::Evaluating {
                 after_task: Some(span.task),
             });
             evaluations.push(evaluator.evaluate(method.as_mut(), step, Some(span.task))?);
+        } else if config.eval_every.is_some_and(|n| step % n == 0) {
+            on_progress(Progress::Evaluating { after_task: None });
+            evaluations.push(evaluator.evaluate(method.as_mut(), step, None)?);
         }
     }
 
     let baseline = evaluations[0].accuracies.clone();
-    let accuracy_matrix: Vec<Vec<f64>> = evaluations[1..]
+    let accuracy_matrix: Vec<Vec<f64>> = evaluations
         .iter()
+        .filter(|e| e.after_task.is_some())
         .map(|e| e.accuracies.clone())
         .collect();
     let paper = metrics::paper(&baseline, &accuracy_matrix);
@@ -190,7 +200,11 @@ struct Evaluator<'a> {
 
 impl<'a> Evaluator<'a> {
     fn new(bench: &'a Benchmark) -> Self {
-        let chunk = EVAL_CHUNK.min(bench.test_len());
+        let longest = (0..bench.tasks().len())
+            .map(|t| bench.test_len(t))
+            .max()
+            .unwrap_or(0);
+        let chunk = EVAL_CHUNK.min(longest);
         Self {
             bench,
             xs: SparseBatch::default(),
@@ -209,10 +223,10 @@ impl<'a> Evaluator<'a> {
         after_task: Option<usize>,
     ) -> Result<Evaluation> {
         let started = Instant::now();
-        let n = self.bench.test_len();
         let chunk = self.ys.len();
         let mut accuracies = Vec::with_capacity(self.bench.tasks().len());
         for task in 0..self.bench.tasks().len() {
+            let n = self.bench.test_len(task);
             let mut correct = 0usize;
             let mut start = 0;
             while start < n {

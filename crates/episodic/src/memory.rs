@@ -1,4 +1,5 @@
-//! Episodic memories: a fixed-capacity ring buffer of examples per task.
+//! Episodic memories: a fixed-capacity ring buffer of examples per task (GEM, A-GEM), and a
+//! reservoir over the whole stream (experience replay).
 //!
 //! GEM writes every mini-batch of the current task into that task's memory; once full, the
 //! oldest slot is overwritten. Unlike the reference (one write cursor shared by all tasks,
@@ -9,6 +10,8 @@
 //! A past task's memory does not change while later tasks train, yet GEM computes a gradient
 //! on it at every step; the memory therefore keeps its inputs' sparse form, rebuilt only
 //! after a write.
+
+use rand::Rng;
 
 use crate::model::SparseBatch;
 
@@ -96,6 +99,87 @@ impl RingMemory {
     }
 }
 
+/// A uniform sample of at most `capacity` examples of everything offered so far
+/// (reservoir sampling, Vitter's algorithm R): the n-th example offered is kept with
+/// probability `capacity / n`, replacing a uniformly chosen slot, so at any time every
+/// example seen is held with the same probability.
+#[derive(Debug, Clone)]
+pub struct Reservoir {
+    capacity: usize,
+    input_dim: usize,
+    xs: Vec<f32>,
+    ys: Vec<u32>,
+    tasks: Vec<usize>,
+    /// Examples offered so far.
+    seen: u64,
+}
+
+impl Reservoir {
+    /// An empty reservoir for `capacity` examples of `input_dim` features.
+    pub fn new(capacity: usize, input_dim: usize) -> Self {
+        Self {
+            capacity,
+            input_dim,
+            xs: Vec::new(),
+            ys: Vec::new(),
+            tasks: Vec::new(),
+            seen: 0,
+        }
+    }
+
+    /// Offers every example of a batch of `task`.
+    pub fn offer_batch(&mut self, xs: &[f32], ys: &[u32], task: usize, rng: &mut impl Rng) {
+        let d = self.input_dim;
+        for (x, &y) in xs.chunks_exact(d).zip(ys) {
+            self.seen += 1;
+            if self.ys.len() < self.capacity {
+                self.xs.extend_from_slice(x);
+                self.ys.push(y);
+                self.tasks.push(task);
+            } else {
+                let j = rng.random_range(0..self.seen);
+                if let Ok(slot) = usize::try_from(j) {
+                    if slot < self.capacity {
+                        self.xs[slot * d..(slot + 1) * d].copy_from_slice(x);
+                        self.ys[slot] = y;
+                        self.tasks[slot] = task;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of examples held (at most the capacity).
+    pub fn len(&self) -> usize {
+        self.ys.len()
+    }
+
+    /// Whether the reservoir holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ys.is_empty()
+    }
+
+    /// Examples offered so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The inputs of slot `i`.
+    pub fn x(&self, i: usize) -> &[f32] {
+        &self.xs[i * self.input_dim..(i + 1) * self.input_dim]
+    }
+
+    /// The labels held, slot order.
+    pub fn ys(&self) -> &[u32] {
+        &self.ys
+    }
+
+    /// The task of each slot.
+    pub fn tasks(&self) -> &[usize] {
+        &self.tasks
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +237,36 @@ mod tests {
         m.push_batch(&[1.0; 10], &[0, 0]);
         m.refresh_sparse();
         assert!(m.sparse_xs().is_none(), "dense inputs stay dense");
+    }
+
+    #[test]
+    fn reservoir_never_exceeds_its_budget_and_is_uniform_over_the_stream() {
+        use rand::SeedableRng;
+        let (capacity, stream, trials) = (50usize, 1000usize, 400u64);
+        let mut kept = vec![0u32; stream];
+        for trial in 0..trials {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(trial);
+            let mut reservoir = Reservoir::new(capacity, 1);
+            for i in 0..stream {
+                reservoir.offer_batch(&[i as f32], &[0], i / 100, &mut rng);
+                assert!(reservoir.len() <= capacity);
+                assert_eq!(reservoir.len(), (i + 1).min(capacity));
+            }
+            assert_eq!(reservoir.seen(), stream as u64);
+            for slot in 0..reservoir.len() {
+                let i = reservoir.x(slot)[0] as usize;
+                assert_eq!(reservoir.tasks()[slot], i / 100, "task travels with its example");
+                kept[i] += 1;
+            }
+        }
+        // Each example is held with probability 50/1000; over 400 trials, a decile of the
+        // stream (100 examples) is held 2000 times on average (sd about 43).
+        for (decile, counts) in kept.chunks(100).enumerate() {
+            let total: u32 = counts.iter().sum();
+            assert!(
+                (1800..=2200).contains(&total),
+                "decile {decile} of the stream held {total} times, expected about 2000"
+            );
+        }
     }
 }

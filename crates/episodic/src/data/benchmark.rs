@@ -1,6 +1,8 @@
-//! The MNIST continua: tasks made of the base data set and a per-task pixel map.
+//! The MNIST continua: tasks made of the base data set and a per-task pixel map, or (for
+//! `mnist-split`) of a disjoint subset of the classes.
 
 use std::fmt;
+use std::ops::Range;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -20,6 +22,10 @@ pub enum BenchmarkKind {
     MnistPermutations,
     /// Task t rotates every image by an angle drawn in [t*180/T, (t+1)*180/T) degrees.
     MnistRotations,
+    /// Class-split MNIST: task t holds digits t*10/T .. (t+1)*10/T (5 tasks of 2 digits by
+    /// default), with one head per task: outputs outside the task's classes are masked in
+    /// training and at test, as the paper does for CIFAR-100.
+    MnistSplit,
 }
 
 impl BenchmarkKind {
@@ -28,6 +34,27 @@ impl BenchmarkKind {
         match self {
             Self::MnistPermutations => "mnist-permutations",
             Self::MnistRotations => "mnist-rotations",
+            Self::MnistSplit => "mnist-split",
+        }
+    }
+
+    /// Every benchmark, in the order reports list them.
+    pub const ALL: [Self; 3] = [
+        Self::MnistPermutations,
+        Self::MnistRotations,
+        Self::MnistSplit,
+    ];
+
+    /// Whether each task has its own classes and output head (task-incremental).
+    pub fn is_class_split(self) -> bool {
+        matches!(self, Self::MnistSplit)
+    }
+
+    /// Number of tasks in the paper's protocol (20; 5 tasks of 2 digits for `mnist-split`).
+    pub fn default_tasks(self) -> usize {
+        match self {
+            Self::MnistSplit => 5,
+            _ => 20,
         }
     }
 }
@@ -52,6 +79,11 @@ pub enum TaskDescriptor {
         /// The angle drawn for the task.
         degrees: f64,
     },
+    /// The task's own digits (class-split benchmarks).
+    Classes {
+        /// The digits of the task.
+        digits: Vec<u32>,
+    },
 }
 
 /// One task: a transform of the base data and the training examples drawn for it.
@@ -63,6 +95,10 @@ pub struct Task {
     inverse: InverseMap,
     /// Indices into the base training set of the examples this task trains on.
     pub train_indices: Vec<u32>,
+    /// Indices into the base test set of the task's test examples; `None`: all of them.
+    test_indices: Option<Vec<u32>>,
+    /// The classes the task's head predicts among (every class on a shared-head benchmark).
+    pub head: Range<usize>,
     /// How the transform is reported.
     pub descriptor: TaskDescriptor,
 }
@@ -145,36 +181,42 @@ impl Benchmark {
             });
         }
         let mut rng = rng::stream(spec.seed, Purpose::Benchmark);
-        let mut tasks: Vec<Task> = (0..spec.tasks)
-            .map(|t| {
-                let (map, descriptor) = match spec.kind {
-                    BenchmarkKind::MnistPermutations => {
-                        let map = PixelMap::random_permutation(IMAGE_PIXELS, &mut rng);
-                        let sha256 = map.digest();
-                        (map, TaskDescriptor::Permutation { sha256 })
+        let mut tasks = if spec.kind.is_class_split() {
+            class_split_tasks(&data, spec, &mut rng)?
+        } else {
+            (0..spec.tasks)
+                .map(|t| {
+                    let (map, descriptor) = match spec.kind {
+                        BenchmarkKind::MnistRotations => {
+                            let width = 180.0 / spec.tasks as f64;
+                            let degrees = t as f64 * width + rng.random::<f64>() * width;
+                            (
+                                PixelMap::rotation(degrees),
+                                TaskDescriptor::Rotation { degrees },
+                            )
+                        }
+                        _ => {
+                            let map = PixelMap::random_permutation(IMAGE_PIXELS, &mut rng);
+                            let sha256 = map.digest();
+                            (map, TaskDescriptor::Permutation { sha256 })
+                        }
+                    };
+                    let train_indices =
+                        rand::seq::index::sample(&mut rng, available, spec.samples_per_task)
+                            .into_iter()
+                            .map(|i| i as u32)
+                            .collect();
+                    Task {
+                        inverse: map.inverse(IMAGE_PIXELS),
+                        map,
+                        train_indices,
+                        test_indices: None,
+                        head: 0..NUM_CLASSES,
+                        descriptor,
                     }
-                    BenchmarkKind::MnistRotations => {
-                        let width = 180.0 / spec.tasks as f64;
-                        let degrees = t as f64 * width + rng.random::<f64>() * width;
-                        (
-                            PixelMap::rotation(degrees),
-                            TaskDescriptor::Rotation { degrees },
-                        )
-                    }
-                };
-                let train_indices =
-                    rand::seq::index::sample(&mut rng, available, spec.samples_per_task)
-                        .into_iter()
-                        .map(|i| i as u32)
-                        .collect();
-                Task {
-                    inverse: map.inverse(IMAGE_PIXELS),
-                    map,
-                    train_indices,
-                    descriptor,
-                }
-            })
-            .collect();
+                })
+                .collect()
+        };
         if spec.shuffle_tasks {
             tasks.shuffle(&mut rng::stream(spec.seed, Purpose::TaskOrder));
         }
@@ -206,9 +248,17 @@ impl Benchmark {
         NUM_CLASSES
     }
 
-    /// Number of test examples of each task.
-    pub fn test_len(&self) -> usize {
-        self.data.test.len()
+    /// Number of test examples of `task`.
+    pub fn test_len(&self, task: usize) -> usize {
+        match &self.tasks[task].test_indices {
+            Some(indices) => indices.len(),
+            None => self.data.test.len(),
+        }
+    }
+
+    /// Each task's head (the classes it predicts among), in training order.
+    pub fn heads(&self) -> Vec<Range<usize>> {
+        self.tasks.iter().map(|t| t.head.clone()).collect()
     }
 
     /// Writes base training examples `indices`, transformed for `task`, into `xs` and `ys`.
@@ -225,7 +275,7 @@ impl Benchmark {
         }
     }
 
-    /// Writes test examples `start..start + ys.len()`, transformed for `task`, into the sparse
+    /// Writes test examples `start..start + ys.len()` of `task`, transformed for it, into the sparse
     /// batch `xs` (visiting only the non-zero pixels) and `ys`.
     pub fn fill_test_sparse(
         &self,
@@ -235,8 +285,10 @@ impl Benchmark {
         ys: &mut [u32],
     ) {
         let inverse = &self.tasks[task].inverse;
+        let test_indices = self.tasks[task].test_indices.as_deref();
         xs.clear(IMAGE_PIXELS);
         for (k, y) in (start..).zip(ys.iter_mut()) {
+            let k = test_indices.map_or(k, |indices| indices[k] as usize);
             let (pixels, values) = self.test_nonzero.image(k);
             for (&j, &v) in pixels.iter().zip(values) {
                 let x = scale_pixel(v);
@@ -248,6 +300,63 @@ impl Benchmark {
             *y = u32::from(self.data.test.labels[k]);
         }
     }
+}
+
+/// The tasks of a class-split benchmark: task t holds digits `t * c .. (t + 1) * c` with
+/// `c = 10 / T`, trains on `samples_per_task` of their training images drawn without
+/// repetition, and is tested on all their test images.
+fn class_split_tasks(data: &Mnist, spec: &BenchmarkSpec, rng: &mut impl Rng) -> Result<Vec<Task>> {
+    if NUM_CLASSES % spec.tasks != 0 {
+        return Err(Error::InvalidOption {
+            option: "--tasks",
+            reason: format!(
+                "{} splits the {NUM_CLASSES} digits into equal tasks only for 1, 2, 5 or 10 tasks, got {}",
+                spec.kind, spec.tasks
+            ),
+        });
+    }
+    let per_task = NUM_CLASSES / spec.tasks;
+    let of_classes = |labels: &[u8], head: &Range<usize>| -> Vec<u32> {
+        labels
+            .iter()
+            .enumerate()
+            .filter(|(_, &y)| head.contains(&usize::from(y)))
+            .map(|(i, _)| i as u32)
+            .collect()
+    };
+    (0..spec.tasks)
+        .map(|t| {
+            let head = t * per_task..(t + 1) * per_task;
+            let pool = of_classes(&data.train.labels, &head);
+            if spec.samples_per_task > pool.len() {
+                return Err(Error::InvalidOption {
+                    option: "--samples-per-task",
+                    reason: format!(
+                        "task {t} (digits {}..{}) has only {} training images, got {}",
+                        head.start,
+                        head.end - 1,
+                        pool.len(),
+                        spec.samples_per_task
+                    ),
+                });
+            }
+            let train_indices = rand::seq::index::sample(rng, pool.len(), spec.samples_per_task)
+                .into_iter()
+                .map(|i| pool[i])
+                .collect();
+            let map = PixelMap::identity(IMAGE_PIXELS);
+            Ok(Task {
+                inverse: map.inverse(IMAGE_PIXELS),
+                map,
+                train_indices,
+                test_indices: Some(of_classes(&data.test.labels, &head)),
+                descriptor: TaskDescriptor::Classes {
+                    digits: head.clone().map(|d| d as u32).collect(),
+                },
+                head,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -321,7 +430,7 @@ mod tests {
                 .iter()
                 .map(|t| match &t.descriptor {
                     TaskDescriptor::Permutation { sha256 } => sha256.clone(),
-                    TaskDescriptor::Rotation { .. } => unreachable!(),
+                    _ => unreachable!(),
                 })
                 .collect::<Vec<_>>()
         };
@@ -344,6 +453,7 @@ mod tests {
             let mut ys = vec![0; 4];
             b.fill_test_sparse(2, 5, &mut sparse, &mut ys);
             assert_eq!(ys, vec![5, 6, 7, 8]);
+            assert_eq!(b.test_len(2), 12);
             let mut dense = vec![0.0; 4 * IMAGE_PIXELS];
             for (k, x) in dense.chunks_exact_mut(IMAGE_PIXELS).enumerate() {
                 b.tasks()[2].map.apply_scaled(b.data.test.image(5 + k), x);
@@ -363,5 +473,45 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--tasks"));
+    }
+
+    #[test]
+    fn class_split_tasks_hold_their_own_digits_and_heads() {
+        let mut s = spec(BenchmarkKind::MnistSplit, false, 5);
+        s.samples_per_task = 4;
+        let b = Benchmark::new(tiny(60), &s).unwrap();
+        assert_eq!(b.tasks().len(), 5);
+        for (t, task) in b.tasks().iter().enumerate() {
+            assert_eq!(task.head, 2 * t..2 * t + 2);
+            assert_eq!(task.train_indices.len(), 4);
+            let mut xs = vec![0.0; 4 * IMAGE_PIXELS];
+            let mut ys = vec![0; 4];
+            b.fill_train(t, &task.train_indices, &mut xs, &mut ys);
+            assert!(ys.iter().all(|&y| task.head.contains(&(y as usize))));
+            // 60 images with labels k % 10: 6 test images per digit, 12 per task.
+            assert_eq!(b.test_len(t), 12);
+            let mut sparse = SparseBatch::default();
+            let mut test_ys = vec![0; 12];
+            b.fill_test_sparse(t, 0, &mut sparse, &mut test_ys);
+            assert!(test_ys.iter().all(|&y| task.head.contains(&(y as usize))));
+            // No transform: the sparse rows are the raw test images.
+            let k = task.test_indices.as_ref().unwrap()[3] as usize;
+            let mut raw = vec![0.0; IMAGE_PIXELS];
+            PixelMap::identity(IMAGE_PIXELS).apply_scaled(b.data.test.image(k), &mut raw);
+            assert_eq!(&sparse.to_dense()[3 * IMAGE_PIXELS..4 * IMAGE_PIXELS], &raw[..]);
+        }
+        assert_eq!(b.heads()[4], 8..10);
+    }
+
+    #[test]
+    fn class_split_rejects_uneven_splits_and_oversized_tasks() {
+        let mut s = spec(BenchmarkKind::MnistSplit, false, 5);
+        s.tasks = 3;
+        let err = Benchmark::new(tiny(60), &s).unwrap_err().to_string();
+        assert!(err.contains("--tasks"), "{err}");
+        s.tasks = 5;
+        s.samples_per_task = 13;
+        let err = Benchmark::new(tiny(60), &s).unwrap_err().to_string();
+        assert!(err.contains("--samples-per-task") && err.contains("only 12"), "{err}");
     }
 }

@@ -27,13 +27,14 @@
 //! model (one per thread, synchronised every step); each gradient is computed exactly as it
 //! would be on one thread, so the thread count does not change the results.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
 use super::{
-    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Method,
-    MethodStats,
+    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads,
+    Method, MethodStats,
 };
 use crate::config::GemParams;
 use crate::error::{Error, Result};
@@ -50,6 +51,7 @@ pub struct Gem {
     /// Indices into `memories` of the past tasks of the current step.
     past_slots: Vec<usize>,
     params: GemParams,
+    heads: Heads,
     /// (task, memory) in the order tasks were first observed.
     memories: Vec<(usize, RingMemory)>,
     /// Row r: gradient on the memory of the r-th observed task (past tasks only are filled).
@@ -68,9 +70,16 @@ pub struct Gem {
 }
 
 impl Gem {
-    /// GEM around `model`, with buffers sized for `tasks` tasks (they grow if more arrive),
-    /// computing memory gradients on up to `threads` threads.
-    pub fn new(model: Box<dyn Model>, params: GemParams, tasks: usize, threads: usize) -> Self {
+    /// GEM around `model` (`heads`: each task's classes), with buffers sized for `tasks`
+    /// tasks (they grow if more arrive), computing memory gradients on up to `threads`
+    /// threads.
+    pub fn new(
+        model: Box<dyn Model>,
+        params: GemParams,
+        heads: Heads,
+        tasks: usize,
+        threads: usize,
+    ) -> Self {
         let p = model.num_params();
         let t = tasks.max(1);
         Self {
@@ -88,6 +97,7 @@ impl Gem {
             memories: Vec::with_capacity(t),
             model,
             params,
+            heads,
             logits: Vec::new(),
             stats: MethodStats::default(),
         }
@@ -122,10 +132,12 @@ impl Gem {
         let past = self.past_slots.len();
         let groups = (self.workers.len() + 1).min(past);
         let memories = &self.memories;
+        let heads = &self.heads;
         if groups <= 1 {
             let rows = self.past_grads[..past * p].chunks_exact_mut(p);
             for (&slot, row) in self.past_slots.iter().zip(rows) {
-                memory_gradient(self.model.as_mut(), &memories[slot].1, row)?;
+                let (task, memory) = &memories[slot];
+                memory_gradient(self.model.as_mut(), memory, heads.of(*task)?, row)?;
             }
             return Ok(());
         }
@@ -141,7 +153,8 @@ impl Gem {
             .collect();
         jobs.into_par_iter().try_for_each(|((model, slots), rows)| {
             for (&slot, row) in slots.iter().zip(rows.chunks_exact_mut(p)) {
-                memory_gradient(model.as_mut(), &memories[slot].1, row)?;
+                let (task, memory) = &memories[slot];
+                memory_gradient(model.as_mut(), memory, heads.of(*task)?, row)?;
             }
             Ok(())
         })
@@ -194,11 +207,16 @@ impl Gem {
     }
 }
 
-/// The gradient of the mean loss on `memory`, into `row`.
-fn memory_gradient(model: &mut dyn Model, memory: &RingMemory, row: &mut [f32]) -> Result<f32> {
+/// The gradient of the mean loss on `memory` (whose task predicts among `head`), into `row`.
+pub(crate) fn memory_gradient(
+    model: &mut dyn Model,
+    memory: &RingMemory,
+    head: Range<usize>,
+    row: &mut [f32],
+) -> Result<f32> {
     match memory.sparse_xs() {
-        Some(xs) => model.loss_and_grad_sparse(xs, memory.ys(), row),
-        None => model.loss_and_grad(memory.xs(), memory.ys(), row),
+        Some(xs) => model.loss_and_grad_sparse(xs, memory.ys(), head, row),
+        None => model.loss_and_grad(memory.xs(), memory.ys(), head, row),
     }
 }
 
@@ -208,7 +226,7 @@ impl Method for Gem {
     }
 
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
-        check_batch(self.model.as_ref(), batch)?;
+        let head = check_batch(self.model.as_ref(), &self.heads, batch)?;
         let slot = self.memory_slot(batch.task);
         self.memories[slot].1.push_batch(batch.xs, batch.ys);
         let p = self.model.num_params();
@@ -228,7 +246,7 @@ impl Method for Gem {
 
         let loss = self
             .model
-            .loss_and_grad(batch.xs, batch.ys, &mut self.grad)?;
+            .loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
         check_loss(loss, batch.task, self.stats.steps)?;
 
         if past > 0 {
@@ -256,12 +274,14 @@ impl Method for Gem {
         Ok(loss)
     }
 
-    fn predict(&mut self, xs: &[f32], _task: usize, out: &mut [u32]) -> Result<()> {
-        predict_argmax(self.model.as_mut(), &mut self.logits, xs, out)
+    fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
+        let head = self.heads.of(task)?;
+        predict_argmax(self.model.as_mut(), &mut self.logits, xs, head, out)
     }
 
-    fn predict_sparse(&mut self, xs: &SparseBatch, _task: usize, out: &mut [u32]) -> Result<()> {
-        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, out)
+    fn predict_sparse(&mut self, xs: &SparseBatch, task: usize, out: &mut [u32]) -> Result<()> {
+        let head = self.heads.of(task)?;
+        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, head, out)
     }
 
     fn stats(&self) -> MethodStats {
@@ -294,7 +314,7 @@ mod tests {
             margin,
             eps: 1e-3,
         };
-        Gem::new(Box::new(model), params, 4, threads)
+        Gem::new(Box::new(model), params, Heads::Shared(3), 4, threads)
     }
 
     #[test]

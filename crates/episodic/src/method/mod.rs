@@ -1,19 +1,38 @@
-//! Continual-learning methods: each owns its model, optimiser and memory, and sees the
+//! Continual-learning methods: each owns its model(s), optimiser and memory, and sees the
 //! stream one mini-batch at a time through [`Method::observe`].
+//!
+//! Every method follows one protocol: [`Method::observe`] for each mini-batch in stream
+//! order, [`Method::end_task`] when a task's last mini-batch has been observed, and
+//! [`Method::predict`] (any time) with the task's identity, which on a class-split benchmark
+//! selects the task's head.
 
+mod agem;
+mod er;
+mod ewc;
 mod gem;
+mod icarl;
+mod independent;
+mod multimodal;
 mod single;
 
+pub use agem::Agem;
+pub use er::Er;
+pub use ewc::Ewc;
 pub use gem::Gem;
+pub use icarl::Icarl;
+pub use independent::Independent;
+pub use multimodal::Multimodal;
 pub use single::Single;
 
+use std::ops::Range;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::MethodConfig;
+use crate::config::{MethodConfig, MethodKind};
 use crate::error::{Error, Result};
-use crate::model::{argmax_rows, Model, SparseBatch};
+use crate::model::{argmax_in_head, check_labels, Mlp, MlpConfig, Model, SparseBatch};
+use crate::rng::{self, Purpose};
 
 /// One mini-batch of one task.
 #[derive(Debug, Clone, Copy)]
@@ -41,12 +60,75 @@ pub struct MethodStats {
     pub projection_time: Duration,
 }
 
+/// The classes each task predicts among.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heads {
+    /// One head over all `n` classes, shared by every task (MNIST Permutations, Rotations).
+    Shared(usize),
+    /// Task t predicts among the classes `ranges[t]`; the other outputs are masked
+    /// (class-split benchmarks).
+    PerTask(Vec<Range<usize>>),
+}
+
+impl Heads {
+    /// The head of `task`.
+    pub fn of(&self, task: usize) -> Result<Range<usize>> {
+        match self {
+            Self::Shared(n) => Ok(0..*n),
+            Self::PerTask(ranges) => ranges.get(task).cloned().ok_or(Error::InvalidOption {
+                option: "task",
+                reason: format!(
+                    "task {task} has no head: the method was built for {} tasks",
+                    ranges.len()
+                ),
+            }),
+        }
+    }
+
+    /// Whether tasks have heads of their own.
+    pub fn is_per_task(&self) -> bool {
+        matches!(self, Self::PerTask(_))
+    }
+}
+
+/// What a method is built for.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The network (methods with one network per task derive theirs from it).
+    pub model: MlpConfig,
+    /// Number of tasks in the stream.
+    pub tasks: usize,
+    /// Each task's head.
+    pub heads: Heads,
+    /// Threads for matrix products and memory gradients.
+    pub threads: usize,
+    /// The run's seed: initialisation and the method's own draws come from it.
+    pub seed: u64,
+}
+
+impl Setup {
+    /// A network of `config` initialised from the run's model-initialisation stream.
+    fn network(&self) -> Result<Box<dyn Model>> {
+        Ok(Box::new(Mlp::new(
+            &self.model,
+            self.threads,
+            &mut rng::stream(self.seed, Purpose::ModelInit),
+        )?))
+    }
+}
+
 /// A continual-learning method.
 pub trait Method: Send {
     /// The command-line name.
     fn name(&self) -> &'static str;
     /// Learns from one mini-batch; returns its loss before the update.
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32>;
+    /// Called once a task's last mini-batch has been observed (before the evaluation that
+    /// follows). Methods that consolidate per task (EWC's Fisher, iCaRL's exemplars) do it
+    /// here; a method also consolidates on its own when a batch of a new task arrives first.
+    fn end_task(&mut self, _task: usize) -> Result<()> {
+        Ok(())
+    }
     /// Predicts the class of each input row for `task`.
     fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()>;
     /// [`Method::predict`] for inputs given by their non-zero entries.
@@ -57,23 +139,47 @@ pub trait Method: Send {
     fn stats(&self) -> MethodStats;
 }
 
-/// Builds the method `config` describes around `model`, for a run of `tasks` tasks using up
-/// to `threads` threads.
-pub fn build(
-    config: &MethodConfig,
-    model: Box<dyn Model>,
-    tasks: usize,
-    threads: usize,
-) -> Result<Box<dyn Method>> {
+/// Builds the method `config` describes for `setup`.
+pub fn build(config: &MethodConfig, setup: &Setup) -> Result<Box<dyn Method>> {
     config.validate()?;
+    if config.kind() == MethodKind::Icarl && !setup.heads.is_per_task() {
+        return Err(Error::InvalidOption {
+            option: "--method",
+            reason: "icarl needs a benchmark whose classes are split by task (mnist-split)".into(),
+        });
+    }
+    let heads = setup.heads.clone();
     Ok(match config {
-        MethodConfig::Single(p) => Box::new(Single::new(model, *p)),
-        MethodConfig::Gem(p) => Box::new(Gem::new(model, *p, tasks, threads)),
+        MethodConfig::Single(p) => Box::new(Single::new(setup.network()?, *p, heads)),
+        MethodConfig::Independent(p) => Box::new(Independent::new(setup, *p)?),
+        MethodConfig::Multimodal(p) => Box::new(Multimodal::new(setup, *p)?),
+        MethodConfig::Ewc(p) => Box::new(Ewc::new(setup.network()?, *p, heads)),
+        MethodConfig::Icarl(p) => Box::new(Icarl::new(setup.network()?, *p, heads, setup.seed)),
+        MethodConfig::Agem(p) => Box::new(Agem::new(setup.network()?, *p, heads, setup.seed)),
+        MethodConfig::Er(p) => Box::new(Er::new(
+            setup.network()?,
+            *p,
+            heads,
+            setup.tasks,
+            setup.seed,
+        )),
+        MethodConfig::Gem(p) => Box::new(Gem::new(
+            setup.network()?,
+            *p,
+            heads,
+            setup.tasks,
+            setup.threads,
+        )),
     })
 }
 
-/// Checks a batch against the model before anything (a memory, say) is written from it.
-pub(crate) fn check_batch(model: &dyn Model, batch: &Batch<'_>) -> Result<()> {
+/// Checks a batch against the model and its task's head before anything (a memory, say) is
+/// written from it; returns the head.
+pub(crate) fn check_batch(
+    model: &dyn Model,
+    heads: &Heads,
+    batch: &Batch<'_>,
+) -> Result<Range<usize>> {
     let expected = batch.ys.len() * model.input_dim();
     if batch.ys.is_empty() || batch.xs.len() != expected {
         return Err(Error::Shape {
@@ -90,7 +196,66 @@ pub(crate) fn check_batch(model: &dyn Model, batch: &Batch<'_>) -> Result<()> {
             context: Some(format!("a batch of task {}", batch.task)),
         });
     }
-    Ok(())
+    let head = heads.of(batch.task)?;
+    check_labels(batch.ys, &head, classes)?;
+    Ok(head)
+}
+
+/// Gradient of the mean loss over rows that may belong to different tasks: rows are grouped
+/// by head (one group on a shared-head benchmark), each group's mean-loss gradient is
+/// weighted by its share of the rows. `tasks[i]` is row i's task; `scratch` is a gradient-
+/// sized buffer. Returns the mean loss.
+pub(crate) fn mixed_task_loss_and_grad(
+    model: &mut dyn Model,
+    heads: &Heads,
+    xs: &[f32],
+    ys: &[u32],
+    tasks: &[usize],
+    grad: &mut [f32],
+    scratch: &mut MixedScratch,
+) -> Result<f32> {
+    let n = ys.len();
+    if !heads.is_per_task() {
+        return model.loss_and_grad(xs, ys, heads.of(0)?, grad);
+    }
+    let d = model.input_dim();
+    scratch.order.clear();
+    scratch.order.extend(0..n);
+    scratch.order.sort_by_key(|&i| (heads.of(tasks[i]).map(|h| h.start).unwrap_or(0), i));
+    grad.fill(0.0);
+    scratch.grad.resize(grad.len(), 0.0);
+    let mut loss = 0.0f64;
+    let mut start = 0;
+    while start < n {
+        let head = heads.of(tasks[scratch.order[start]])?;
+        let mut end = start + 1;
+        while end < n && heads.of(tasks[scratch.order[end]])? == head {
+            end += 1;
+        }
+        scratch.xs.clear();
+        scratch.ys.clear();
+        for &i in &scratch.order[start..end] {
+            scratch.xs.extend_from_slice(&xs[i * d..(i + 1) * d]);
+            scratch.ys.push(ys[i]);
+        }
+        let group_loss = model.loss_and_grad(&scratch.xs, &scratch.ys, head, &mut scratch.grad)?;
+        let weight = (end - start) as f32 / n as f32;
+        loss += f64::from(group_loss) * f64::from(weight);
+        grad.iter_mut()
+            .zip(&scratch.grad)
+            .for_each(|(g, &s)| *g += weight * s);
+        start = end;
+    }
+    Ok(loss as f32)
+}
+
+/// Reusable buffers of [`mixed_task_loss_and_grad`].
+#[derive(Debug, Default)]
+pub(crate) struct MixedScratch {
+    order: Vec<usize>,
+    xs: Vec<f32>,
+    ys: Vec<u32>,
+    grad: Vec<f32>,
 }
 
 /// Plain SGD: `params -= learning_rate * grad`.
@@ -114,33 +279,38 @@ pub(crate) fn check_loss(loss: f32, task: usize, step: u64) -> Result<()> {
     }
 }
 
-/// Arg-max predictions of `model` for sparse inputs through a reusable logits buffer.
+/// Arg-max predictions within `head` of `model` for sparse inputs, through a reusable
+/// logits buffer.
 pub(crate) fn predict_argmax_sparse(
     model: &mut dyn Model,
     logits: &mut Vec<f32>,
     xs: &SparseBatch,
+    head: Range<usize>,
     out: &mut [u32],
 ) -> Result<()> {
-    argmax_of(model, logits, out, |model, buf| {
+    argmax_of(model, logits, out, head, |model, buf| {
         model.logits_sparse(xs, buf)
     })
 }
 
-/// Arg-max predictions of `model` through a reusable logits buffer.
+/// Arg-max predictions within `head` of `model`, through a reusable logits buffer.
 pub(crate) fn predict_argmax(
     model: &mut dyn Model,
     logits: &mut Vec<f32>,
     xs: &[f32],
+    head: Range<usize>,
     out: &mut [u32],
 ) -> Result<()> {
-    argmax_of(model, logits, out, |model, buf| model.logits(xs, buf))
+    argmax_of(model, logits, out, head, |model, buf| model.logits(xs, buf))
 }
 
-/// Runs `logits_into` on a buffer of `out.len()` rows and writes each row's arg-max to `out`.
+/// Runs `logits_into` on a buffer of `out.len()` rows and writes each row's arg-max within
+/// `head` to `out`.
 fn argmax_of(
     model: &mut dyn Model,
     logits: &mut Vec<f32>,
     out: &mut [u32],
+    head: Range<usize>,
     logits_into: impl FnOnce(&mut dyn Model, &mut [f32]) -> Result<()>,
 ) -> Result<()> {
     let classes = model.num_classes();
@@ -149,6 +319,97 @@ fn argmax_of(
         logits.resize(n * classes, 0.0);
     }
     logits_into(model, &mut logits[..n * classes])?;
-    argmax_rows(&logits[..n * classes], classes, out);
+    argmax_in_head(&logits[..n * classes], classes, head, out);
     Ok(())
+}
+
+/// The dot product of two vectors, accumulated in f64.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A small setup: a 6-8-4-3 network, `tasks` tasks with `heads`, one thread, seed 0.
+    pub(crate) fn setup(tasks: usize, heads: Heads) -> Setup {
+        Setup {
+            model: MlpConfig {
+                input: 6,
+                hidden: vec![8, 4],
+                classes: 3,
+            },
+            tasks,
+            heads,
+            threads: 1,
+            seed: 0,
+        }
+    }
+
+    /// `n` random rows of `d` features with labels in `0..classes`.
+    pub(crate) fn random_batch(d: usize, classes: usize, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+        random_batch_in(d, 0..classes, n, seed)
+    }
+
+    /// `n` random rows of `d` features with labels in `head`.
+    pub(crate) fn random_batch_in(
+        d: usize,
+        head: Range<usize>,
+        n: usize,
+        seed: u64,
+    ) -> (Vec<f32>, Vec<u32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let xs = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let ys = (0..n)
+            .map(|_| rng.random_range(head.start as u32..head.end as u32))
+            .collect();
+        (xs, ys)
+    }
+
+    #[test]
+    fn heads_name_each_task_classes() {
+        assert_eq!(Heads::Shared(10).of(17).unwrap(), 0..10);
+        let heads = Heads::PerTask(vec![0..2, 2..4]);
+        assert_eq!(heads.of(1).unwrap(), 2..4);
+        assert!(heads.of(2).is_err());
+    }
+
+    #[test]
+    fn mixed_task_gradient_weights_each_head_by_its_rows() {
+        let setup = setup(2, Heads::PerTask(vec![0..2, 1..3]));
+        let mut model = setup.network().unwrap();
+        let (xs, _) = random_batch(6, 3, 5, 3);
+        let ys = [0, 2, 1, 1, 2];
+        let tasks = [0, 1, 0, 1, 1];
+        let p = model.num_params();
+        let mut grad = vec![0.0; p];
+        let loss = mixed_task_loss_and_grad(
+            model.as_mut(),
+            &setup.heads,
+            &xs,
+            &ys,
+            &tasks,
+            &mut grad,
+            &mut MixedScratch::default(),
+        )
+        .unwrap();
+        let rows = |idx: &[usize]| -> Vec<f32> {
+            idx.iter().flat_map(|&i| xs[i * 6..(i + 1) * 6].to_vec()).collect()
+        };
+        let (mut g0, mut g1) = (vec![0.0; p], vec![0.0; p]);
+        let l0 = model.loss_and_grad(&rows(&[0, 2]), &[0, 1], 0..2, &mut g0).unwrap();
+        let l1 = model
+            .loss_and_grad(&rows(&[1, 3, 4]), &[2, 1, 2], 1..3, &mut g1)
+            .unwrap();
+        assert!((loss - (0.4 * l0 + 0.6 * l1)).abs() < 1e-6);
+        for i in 0..p {
+            assert!((grad[i] - (0.4 * g0[i] + 0.6 * g1[i])).abs() < 1e-6);
+        }
+    }
 }

@@ -5,8 +5,8 @@
 //! (0.03 on MNIST Permutations, 0.003 on MNIST Rotations). Same as the reference.
 
 use super::{
-    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Method,
-    MethodStats,
+    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads,
+    Method, MethodStats,
 };
 use crate::config::SingleParams;
 use crate::error::Result;
@@ -16,15 +16,17 @@ use crate::model::{Model, SparseBatch};
 pub struct Single {
     model: Box<dyn Model>,
     params: SingleParams,
+    heads: Heads,
     grad: Vec<f32>,
     logits: Vec<f32>,
     stats: MethodStats,
 }
 
 impl Single {
-    /// Fine-tunes `model` with `params`.
-    pub fn new(model: Box<dyn Model>, params: SingleParams) -> Self {
+    /// Fine-tunes `model` with `params`; `heads` gives each task's classes.
+    pub fn new(model: Box<dyn Model>, params: SingleParams, heads: Heads) -> Self {
         Self {
+            heads,
             grad: vec![0.0; model.num_params()],
             model,
             params,
@@ -40,10 +42,10 @@ impl Method for Single {
     }
 
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
-        check_batch(self.model.as_ref(), batch)?;
+        let head = check_batch(self.model.as_ref(), &self.heads, batch)?;
         let loss = self
             .model
-            .loss_and_grad(batch.xs, batch.ys, &mut self.grad)?;
+            .loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
         check_loss(loss, batch.task, self.stats.steps)?;
         sgd_step(
             self.model.params_mut(),
@@ -54,12 +56,14 @@ impl Method for Single {
         Ok(loss)
     }
 
-    fn predict(&mut self, xs: &[f32], _task: usize, out: &mut [u32]) -> Result<()> {
-        predict_argmax(self.model.as_mut(), &mut self.logits, xs, out)
+    fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
+        let head = self.heads.of(task)?;
+        predict_argmax(self.model.as_mut(), &mut self.logits, xs, head, out)
     }
 
-    fn predict_sparse(&mut self, xs: &SparseBatch, _task: usize, out: &mut [u32]) -> Result<()> {
-        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, out)
+    fn predict_sparse(&mut self, xs: &SparseBatch, task: usize, out: &mut [u32]) -> Result<()> {
+        let head = self.heads.of(task)?;
+        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, head, out)
     }
 
     fn stats(&self) -> MethodStats {

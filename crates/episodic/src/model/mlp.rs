@@ -8,11 +8,13 @@
 //! [`super::sparse`]). Work buffers grow to the largest batch seen and are reused, so
 //! steady-state training allocates nothing.
 
+use std::ops::Range;
+
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::sparse::{self, SparseBatch};
-use super::Model;
+use super::{check_labels, cross_entropy, Model};
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 
@@ -206,14 +208,7 @@ impl Mlp {
         out.copy_from_slice(&self.activations[self.layers.len() - 1][..out.len()]);
     }
 
-    fn check_targets(&self, n: usize, ys: &[u32], grad: &[f32]) -> Result<()> {
-        if ys.len() != n {
-            return Err(Error::Shape {
-                what: "labels (one per input row)",
-                expected: n,
-                actual: ys.len(),
-            });
-        }
+    fn check_grad(&self, grad: &[f32]) -> Result<()> {
         if grad.len() != self.params.len() {
             return Err(Error::Shape {
                 what: "gradient buffer",
@@ -221,50 +216,37 @@ impl Mlp {
                 actual: grad.len(),
             });
         }
-        let classes = self.num_classes();
-        if let Some(&label) = ys.iter().find(|&&y| y as usize >= classes) {
-            return Err(Error::LabelOutOfRange {
-                label,
-                classes,
-                context: None,
-            });
-        }
         Ok(())
     }
 
-    /// Mean cross-entropy and its gradient for `n` checked inputs and labels.
+    fn check_targets(&self, n: usize, ys: &[u32], head: &Range<usize>, grad: &[f32]) -> Result<()> {
+        if ys.len() != n {
+            return Err(Error::Shape {
+                what: "labels (one per input row)",
+                expected: n,
+                actual: ys.len(),
+            });
+        }
+        self.check_grad(grad)?;
+        check_labels(ys, head, self.num_classes())
+    }
+
+    /// Forward pass, `objective` on the logits, and the backward pass: the gradient of the
+    /// objective with respect to every parameter goes to `grad`.
     fn backprop(
         &mut self,
         input: FirstLayerInput<'_>,
         n: usize,
-        ys: &[u32],
         grad: &mut [f32],
+        objective: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
     ) -> f32 {
         self.forward(input, n);
         let last = self.layers.len() - 1;
         let classes = self.num_classes();
-
-        // Softmax cross-entropy; delta = d(mean loss)/d(logits) = (softmax - onehot) / n.
-        let logits = &self.activations[last][..n * classes];
-        let mut loss = 0.0f64;
-        let scale = 1.0 / n as f32;
-        for ((row, d), &y) in logits
-            .chunks_exact(classes)
-            .zip(self.delta.chunks_exact_mut(classes))
-            .zip(ys)
-        {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for (dj, &z) in d.iter_mut().zip(row) {
-                *dj = (z - max).exp();
-                sum += *dj;
-            }
-            loss += f64::from(sum.ln() + max - row[y as usize]);
-            for dj in d.iter_mut() {
-                *dj *= scale / sum;
-            }
-            d[y as usize] -= scale;
-        }
+        let loss = objective(
+            &self.activations[last][..n * classes],
+            &mut self.delta[..n * classes],
+        );
 
         for l in (0..self.layers.len()).rev() {
             let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
@@ -312,7 +294,7 @@ impl Mlp {
                 std::mem::swap(&mut self.delta, &mut self.delta_prev);
             }
         }
-        (loss / n as f64) as f32
+        loss as f32
     }
 }
 
@@ -344,16 +326,42 @@ impl Model for Mlp {
         self.widths[self.widths.len() - 1]
     }
 
-    fn loss_and_grad(&mut self, xs: &[f32], ys: &[u32], grad: &mut [f32]) -> Result<f32> {
+    fn loss_and_grad(
+        &mut self,
+        xs: &[f32],
+        ys: &[u32],
+        head: Range<usize>,
+        grad: &mut [f32],
+    ) -> Result<f32> {
         let n = self.check_inputs(xs)?;
-        self.check_targets(n, ys, grad)?;
-        Ok(self.with_input(xs, true, |mlp, input| mlp.backprop(input, n, ys, grad)))
+        self.check_targets(n, ys, &head, grad)?;
+        let classes = self.num_classes();
+        let mut objective = |logits: &[f32], dlogits: &mut [f32]| {
+            cross_entropy(logits, classes, ys, head.clone(), dlogits)
+        };
+        Ok(self.with_input(xs, true, |mlp, input| {
+            mlp.backprop(input, n, grad, &mut objective)
+        }))
+    }
+
+    fn loss_and_grad_with(
+        &mut self,
+        xs: &[f32],
+        grad: &mut [f32],
+        objective: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
+    ) -> Result<f32> {
+        let n = self.check_inputs(xs)?;
+        self.check_grad(grad)?;
+        Ok(self.with_input(xs, true, |mlp, input| {
+            mlp.backprop(input, n, grad, objective)
+        }))
     }
 
     fn loss_and_grad_sparse(
         &mut self,
         xs: &SparseBatch,
         ys: &[u32],
+        head: Range<usize>,
         grad: &mut [f32],
     ) -> Result<f32> {
         if xs.n_cols() != self.widths[0] || xs.n_rows() == 0 {
@@ -369,8 +377,17 @@ impl Model for Mlp {
                 reason: "gradients need SparseBatch::build_transpose first".into(),
             });
         }
-        self.check_targets(xs.n_rows(), ys, grad)?;
-        Ok(self.backprop(FirstLayerInput::Sparse(xs), xs.n_rows(), ys, grad))
+        self.check_targets(xs.n_rows(), ys, &head, grad)?;
+        let classes = self.num_classes();
+        let mut objective = |logits: &[f32], dlogits: &mut [f32]| {
+            cross_entropy(logits, classes, ys, head.clone(), dlogits)
+        };
+        Ok(self.backprop(
+            FirstLayerInput::Sparse(xs),
+            xs.n_rows(),
+            grad,
+            &mut objective,
+        ))
     }
 
     fn logits_sparse(&mut self, xs: &SparseBatch, out: &mut [f32]) -> Result<()> {
@@ -428,33 +445,33 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences_dense_and_sparse_input() {
         let (mlp, xs, ys) = small();
-        check_gradient(mlp.clone(), &xs, &ys);
+        check_gradient(mlp.clone(), &xs, &ys, 0..3);
         // Mostly-zero inputs take the sparse first layer.
         let sparse: Vec<f32> = xs
             .iter()
             .enumerate()
             .map(|(i, &x)| if i % 4 == 0 { x } else { 0.0 })
             .collect();
-        check_gradient(mlp, &sparse, &ys);
+        check_gradient(mlp, &sparse, &ys, 0..3);
     }
 
-    fn check_gradient(mut mlp: Mlp, xs: &[f32], ys: &[u32]) {
+    fn check_gradient(mut mlp: Mlp, xs: &[f32], ys: &[u32], head: Range<usize>) {
         // Non-zero biases so that every parameter matters.
         let p = mlp.num_params();
         for (i, v) in mlp.params_mut().iter_mut().enumerate() {
             *v += 0.05 * ((i as f32) * 0.7).sin();
         }
         let mut grad = vec![0.0; p];
-        mlp.loss_and_grad(xs, ys, &mut grad).unwrap();
+        mlp.loss_and_grad(xs, ys, head.clone(), &mut grad).unwrap();
         let mut scratch = vec![0.0; p];
         let h = 1e-3f32;
         let mut worst = 0.0f32;
         for (i, &analytic) in grad.iter().enumerate() {
             let orig = mlp.params()[i];
             mlp.params_mut()[i] = orig + h;
-            let up = mlp.loss_and_grad(xs, ys, &mut scratch).unwrap();
+            let up = mlp.loss_and_grad(xs, ys, head.clone(), &mut scratch).unwrap();
             mlp.params_mut()[i] = orig - h;
-            let down = mlp.loss_and_grad(xs, ys, &mut scratch).unwrap();
+            let down = mlp.loss_and_grad(xs, ys, head.clone(), &mut scratch).unwrap();
             mlp.params_mut()[i] = orig;
             let fd = (up - down) / (2.0 * h);
             let err = (fd - analytic).abs() / (1e-2 + analytic.abs());
@@ -497,7 +514,7 @@ mod tests {
             .sum::<f32>()
             / 4.0;
         let mut grad = vec![0.0; mlp.num_params()];
-        let loss = mlp.loss_and_grad(&xs, &ys, &mut grad).unwrap();
+        let loss = mlp.loss_and_grad(&xs, &ys, 0..3, &mut grad).unwrap();
         assert!((loss - expected).abs() < 1e-5);
     }
 
@@ -505,12 +522,61 @@ mod tests {
     fn rejects_bad_shapes_and_labels() {
         let (mut mlp, xs, _) = small();
         let mut grad = vec![0.0; mlp.num_params()];
-        assert!(mlp.loss_and_grad(&xs[..5], &[0], &mut grad).is_err());
-        assert!(mlp.loss_and_grad(&xs, &[0, 1], &mut grad).is_err());
-        assert!(mlp.loss_and_grad(&xs, &[0, 1, 3, 0], &mut grad).is_err());
+        assert!(mlp.loss_and_grad(&xs[..5], &[0], 0..3, &mut grad).is_err());
+        assert!(mlp.loss_and_grad(&xs, &[0, 1], 0..3, &mut grad).is_err());
         assert!(mlp
-            .loss_and_grad(&xs, &[0, 1, 2, 0], &mut grad[1..])
+            .loss_and_grad(&xs, &[0, 1, 3, 0], 0..3, &mut grad)
             .is_err());
+        assert!(mlp
+            .loss_and_grad(&xs, &[0, 1, 2, 0], 0..3, &mut grad[1..])
+            .is_err());
+        let outside = mlp
+            .loss_and_grad(&xs, &[0, 1, 2, 0], 1..3, &mut grad)
+            .unwrap_err();
+        assert!(matches!(outside, Error::LabelOutsideHead { label: 0, .. }));
+        assert!(mlp.loss_and_grad(&xs, &[1, 1, 2, 1], 2..2, &mut grad).is_err());
+        assert!(mlp.loss_and_grad(&xs, &[1, 1, 2, 1], 1..4, &mut grad).is_err());
         assert!(mlp.logits(&xs, &mut [0.0; 3]).is_err());
+    }
+
+    #[test]
+    fn masked_head_uses_only_its_logits() {
+        let (mlp, xs, _) = small();
+        let ys = vec![1, 2, 2, 1];
+        check_gradient(mlp.clone(), &xs, &ys, 1..3);
+        let mut mlp = mlp;
+        let mut logits = vec![0.0; 4 * 3];
+        mlp.logits(&xs, &mut logits).unwrap();
+        let expected: f32 = logits
+            .chunks(3)
+            .zip(&ys)
+            .map(|(r, &y)| {
+                let lse = r[1..].iter().map(|v| v.exp()).sum::<f32>().ln();
+                lse - r[y as usize]
+            })
+            .sum::<f32>()
+            / 4.0;
+        let mut grad = vec![0.0; mlp.num_params()];
+        let loss = mlp.loss_and_grad(&xs, &ys, 1..3, &mut grad).unwrap();
+        assert!((loss - expected).abs() < 1e-5);
+        // The masked class's output bias gets no gradient.
+        let p = mlp.num_params();
+        assert_eq!(grad[p - 3], 0.0);
+        assert!(grad[p - 2].abs() > 0.0);
+    }
+
+    #[test]
+    fn custom_objective_matches_cross_entropy() {
+        let (mut mlp, xs, ys) = small();
+        let mut expected = vec![0.0; mlp.num_params()];
+        let want = mlp.loss_and_grad(&xs, &ys, 0..3, &mut expected).unwrap();
+        let mut grad = vec![0.0; mlp.num_params()];
+        let got = mlp
+            .loss_and_grad_with(&xs, &mut grad, &mut |logits, dlogits| {
+                crate::model::cross_entropy(logits, 3, &ys, 0..3, dlogits)
+            })
+            .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(grad, expected);
     }
 }

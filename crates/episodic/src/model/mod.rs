@@ -10,7 +10,9 @@ mod sparse;
 pub use mlp::{Mlp, MlpConfig};
 pub use sparse::SparseBatch;
 
-use crate::error::Result;
+use std::ops::Range;
+
+use crate::error::{Error, Result};
 
 /// A classifier whose trainable parameters are one flat `f32` vector.
 pub trait Model: Send {
@@ -24,9 +26,17 @@ pub trait Model: Send {
     fn input_dim(&self) -> usize;
     /// Number of output classes.
     fn num_classes(&self) -> usize;
-    /// Mean cross-entropy of the batch (`xs`: one row of `input_dim` per label in `ys`);
-    /// writes its gradient with respect to every parameter into `grad` (overwritten).
-    fn loss_and_grad(&mut self, xs: &[f32], ys: &[u32], grad: &mut [f32]) -> Result<f32>;
+    /// Mean cross-entropy of the batch (`xs`: one row of `input_dim` per label in `ys`) over
+    /// the classes of `head` (every class on a shared-head benchmark, the task's own on a
+    /// multi-head one; the other logits are masked out); writes its gradient with respect to
+    /// every parameter into `grad` (overwritten).
+    fn loss_and_grad(
+        &mut self,
+        xs: &[f32],
+        ys: &[u32],
+        head: Range<usize>,
+        grad: &mut [f32],
+    ) -> Result<f32>;
     /// [`Model::loss_and_grad`] for inputs given by their non-zero entries (built once and
     /// reused by callers whose inputs do not change, such as a past task's memory). Models
     /// without a sparse path use the dense one.
@@ -34,10 +44,21 @@ pub trait Model: Send {
         &mut self,
         xs: &SparseBatch,
         ys: &[u32],
+        head: Range<usize>,
         grad: &mut [f32],
     ) -> Result<f32> {
-        self.loss_and_grad(&xs.to_dense(), ys, grad)
+        self.loss_and_grad(&xs.to_dense(), ys, head, grad)
     }
+    /// Any loss of the logits: `objective(logits, dlogits)` receives the logits of the
+    /// `xs.len() / input_dim` inputs (row-major), writes the loss's gradient with respect to
+    /// them into `dlogits` and returns the loss; the gradient with respect to every parameter
+    /// goes to `grad` (overwritten). Distillation and other soft-target losses use this.
+    fn loss_and_grad_with(
+        &mut self,
+        xs: &[f32],
+        grad: &mut [f32],
+        objective: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
+    ) -> Result<f32>;
     /// [`Model::logits`] for inputs given by their non-zero entries; models without a sparse
     /// path use the dense one.
     fn logits_sparse(&mut self, xs: &SparseBatch, out: &mut [f32]) -> Result<()> {
@@ -49,12 +70,77 @@ pub trait Model: Send {
     fn logits(&mut self, xs: &[f32], out: &mut [f32]) -> Result<()>;
 }
 
-/// Writes the arg-max class of each row of `logits` (`classes` columns) into `out`.
-pub fn argmax_rows(logits: &[f32], classes: usize, out: &mut [u32]) {
+/// Mean softmax cross-entropy of `logits` (`classes` columns, one row per label) restricted
+/// to the classes of `head`; writes d(mean loss)/d(logits) into `dlogits` (zero outside the
+/// head). With the whole range as head this is the plain cross-entropy.
+pub fn cross_entropy(
+    logits: &[f32],
+    classes: usize,
+    ys: &[u32],
+    head: Range<usize>,
+    dlogits: &mut [f32],
+) -> f64 {
+    let n = ys.len();
+    let mut loss = 0.0f64;
+    let scale = 1.0 / n as f32;
+    for ((row, d), &y) in logits
+        .chunks_exact(classes)
+        .zip(dlogits.chunks_exact_mut(classes))
+        .zip(ys)
+    {
+        d.fill(0.0);
+        let (row, d) = (&row[head.clone()], &mut d[head.clone()]);
+        let y = y as usize - head.start;
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for (dj, &z) in d.iter_mut().zip(row) {
+            *dj = (z - max).exp();
+            sum += *dj;
+        }
+        loss += f64::from(sum.ln() + max - row[y]);
+        for dj in d.iter_mut() {
+            *dj *= scale / sum;
+        }
+        d[y] -= scale;
+    }
+    loss / n as f64
+}
+
+/// Checks that `head` lies inside the model's `classes` and every label inside `head`.
+pub(crate) fn check_labels(ys: &[u32], head: &Range<usize>, classes: usize) -> Result<()> {
+    if head.start >= head.end || head.end > classes {
+        return Err(Error::InvalidOption {
+            option: "head",
+            reason: format!(
+                "classes {}..{} are not a non-empty part of the model's {classes}",
+                head.start, head.end
+            ),
+        });
+    }
+    if let Some(&label) = ys.iter().find(|&&y| y as usize >= classes) {
+        return Err(Error::LabelOutOfRange {
+            label,
+            classes,
+            context: None,
+        });
+    }
+    if let Some(&label) = ys.iter().find(|&&y| !head.contains(&(y as usize))) {
+        return Err(Error::LabelOutsideHead {
+            label,
+            start: head.start,
+            end: head.end,
+        });
+    }
+    Ok(())
+}
+
+/// Writes the arg-max class within `head` of each row of `logits` (`classes` columns) into
+/// `out`.
+pub fn argmax_in_head(logits: &[f32], classes: usize, head: Range<usize>, out: &mut [u32]) {
     for (row, o) in logits.chunks_exact(classes).zip(out.iter_mut()) {
-        let mut best = 0;
-        for (j, &v) in row.iter().enumerate() {
-            if v > row[best] {
+        let mut best = head.start;
+        for j in head.clone() {
+            if row[j] > row[best] {
                 best = j;
             }
         }
