@@ -24,6 +24,8 @@ pub enum Command {
     Run(RunArgs),
     /// Time a run at 1 thread and at all cores: wall time, its split, and peak memory.
     Bench(BenchArgs),
+    /// Turn results files into figures (SVG and PNG), summary.csv and one HTML page.
+    Report(ReportArgs),
 }
 
 /// Benchmarks, as spelled on the command line.
@@ -208,6 +210,18 @@ pub struct BenchArgs {
     /// Thread counts to time, comma-separated [default: 1 and all cores].
     #[arg(long, value_delimiter = ',', value_name = "N,N")]
     pub threads: Vec<usize>,
+}
+
+/// Options of `episodic report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Results JSON files written by `episodic run`.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub results: Vec<PathBuf>,
+
+    /// Directory to write the figures, summary.csv and index.html into.
+    #[arg(long, default_value = "report", value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// Number of cores available to this process.

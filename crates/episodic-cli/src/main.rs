@@ -6,6 +6,7 @@
 
 mod args;
 mod bench;
+mod report;
 mod run;
 
 use std::process::ExitCode;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Report(args) => report::report(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

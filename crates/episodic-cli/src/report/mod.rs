@@ -1,0 +1,864 @@
+//! `episodic report`: results files in, figures, `summary.csv` and one HTML page out.
+//!
+//! This module loads and checks the results files, groups the runs by (benchmark, method)
+//! and averages them over seeds; [`figures`] draws, [`html`] writes the page.
+//!
+//! Results files are read through small structs of their own holding only the fields the
+//! report needs, so that fields added to `RunResults` later do not break reading.
+
+mod figures;
+mod html;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::args::ReportArgs;
+
+/// Methods in the order the figures and tables show them; other methods follow,
+/// alphabetically.
+const KNOWN_METHODS: [&str; 8] = [
+    "single",
+    "independent",
+    "multimodal",
+    "ewc",
+    "icarl",
+    "agem",
+    "er",
+    "gem",
+];
+
+/// What [`write_report`] wrote.
+#[derive(Debug, Clone)]
+pub struct ReportSummary {
+    /// The page, `DIR/index.html`.
+    pub index: PathBuf,
+    /// Every file written, the page included.
+    pub files: Vec<PathBuf>,
+    /// Number of runs reported.
+    pub runs: usize,
+}
+
+/// `episodic report`: writes the report and says where it is.
+pub fn report(args: &ReportArgs) -> Result<()> {
+    let summary = write_report(&args.results, &args.out)?;
+    println!(
+        "report of {} run(s), {} files: {}",
+        summary.runs,
+        summary.files.len(),
+        summary.index.display()
+    );
+    Ok(())
+}
+
+/// Reads the results files `paths` and writes into `out` (created if needed) the figures
+/// (SVG and PNG), `summary.csv` and `index.html`, which shows them all.
+///
+/// Fails, naming the file, on a results file that cannot be read or is not a results file,
+/// and on two files that describe the same (method, benchmark, seed).
+pub fn write_report(paths: &[PathBuf], out: &Path) -> Result<ReportSummary> {
+    if paths.is_empty() {
+        bail!("no results files given");
+    }
+    let runs = paths
+        .iter()
+        .map(|p| load_run(p))
+        .collect::<Result<Vec<_>>>()?;
+    let model = Model::new(runs)?;
+
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut files = figures::write_all(&model, out)?;
+    let csv_path = out.join(SUMMARY_CSV);
+    std::fs::write(&csv_path, summary_csv(&model.runs))
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    files.push(csv_path);
+
+    let page = html::page(&model, &files);
+    let index = out.join("index.html");
+    std::fs::write(&index, page).with_context(|| format!("cannot write {}", index.display()))?;
+    files.push(index.clone());
+    Ok(ReportSummary {
+        index,
+        files,
+        runs: model.runs.len(),
+    })
+}
+
+/// Name of the per-run table in the output directory.
+const SUMMARY_CSV: &str = "summary.csv";
+
+// ---------------------------------------------------------------------------------------------
+// Reading results files
+
+/// The fields of a results file that the report reads; unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+struct RunFile {
+    /// The resolved configuration.
+    config: ConfigFile,
+    /// ACC, BWT, FWT (paper convention).
+    metrics: MetricsFile,
+    /// R[i][j]: accuracy on task j after training task i.
+    accuracy_matrix: Vec<Vec<f64>>,
+    /// Accuracy of each task at initialisation.
+    #[serde(default)]
+    baseline: Option<Vec<f64>>,
+    /// Every evaluation, in order.
+    #[serde(default)]
+    evaluations: Vec<EvaluationFile>,
+    /// Mini-batches trained.
+    steps: u64,
+    /// Wall-clock figures.
+    #[serde(default)]
+    timing: Option<TimingFile>,
+}
+
+/// `config` of a results file.
+#[derive(Debug, Deserialize)]
+struct ConfigFile {
+    /// Benchmark id, e.g. "mnist-permutations".
+    benchmark: String,
+    /// Seed of the run.
+    seed: u64,
+    /// The method's configuration.
+    method: MethodFile,
+}
+
+/// `config.method` of a results file.
+#[derive(Debug, Deserialize)]
+struct MethodFile {
+    /// Method id, e.g. "gem".
+    name: String,
+}
+
+/// `metrics` of a results file.
+#[derive(Debug, Deserialize)]
+struct MetricsFile {
+    /// Average final accuracy.
+    acc: f64,
+    /// Backward transfer, `null` with one task.
+    bwt: Option<f64>,
+    /// Forward transfer, `null` with one task.
+    fwt: Option<f64>,
+}
+
+/// One entry of `evaluations`.
+#[derive(Debug, Deserialize)]
+struct EvaluationFile {
+    /// Mini-batches trained before the evaluation.
+    step: u64,
+    /// The task just finished, or `null` (initialisation or an intermediate evaluation).
+    #[serde(default)]
+    after_task: Option<usize>,
+    /// Test accuracy on each task.
+    accuracies: Vec<f64>,
+}
+
+/// `timing` of a results file.
+#[derive(Debug, Deserialize)]
+struct TimingFile {
+    /// Whole run, excluding data loading.
+    total_seconds: f64,
+}
+
+/// One evaluation placed on the training axis.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Point {
+    /// Tasks trained so far: task boundaries are at integers.
+    pub x: f64,
+    /// Test accuracy on each task.
+    pub accuracies: Vec<f64>,
+}
+
+/// One run, read and checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Method id.
+    pub method: String,
+    /// Benchmark id.
+    pub benchmark: String,
+    /// Seed.
+    pub seed: u64,
+    /// Average final accuracy.
+    pub acc: f64,
+    /// Backward transfer.
+    pub bwt: Option<f64>,
+    /// Forward transfer.
+    pub fwt: Option<f64>,
+    /// Wall time of the run, if recorded.
+    pub seconds: Option<f64>,
+    /// The T x T accuracy matrix.
+    pub matrix: Vec<Vec<f64>>,
+    /// Evaluations in training order, one per position on the axis.
+    pub curve: Vec<Point>,
+}
+
+impl Run {
+    /// Number of tasks.
+    pub fn tasks(&self) -> usize {
+        self.matrix.len()
+    }
+
+    /// File stem of this run's accuracy-matrix figure.
+    pub fn matrix_stem(&self) -> String {
+        format!(
+            "matrix-{}-{}-seed{}",
+            slug(&self.method),
+            slug(&self.benchmark),
+            self.seed
+        )
+    }
+}
+
+/// Reads and checks one results file; every error names it.
+fn load_run(path: &Path) -> Result<Run> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read results file {}", path.display()))?;
+    let file: RunFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a results file", path.display()))?;
+    run_from_file(path, file).with_context(|| format!("bad results file {}", path.display()))
+}
+
+/// Checks a parsed results file and turns it into a [`Run`].
+fn run_from_file(path: &Path, file: RunFile) -> Result<Run> {
+    let method = file.config.method.name;
+    let benchmark = file.config.benchmark;
+    if method.trim().is_empty() || benchmark.trim().is_empty() {
+        bail!("empty method or benchmark name");
+    }
+    let matrix = file.accuracy_matrix;
+    let tasks = matrix.len();
+    if tasks == 0 {
+        bail!("the accuracy matrix is empty");
+    }
+    for (i, row) in matrix.iter().enumerate() {
+        if row.len() != tasks {
+            bail!(
+                "the accuracy matrix is not square: row {i} has {} entries for {tasks} tasks",
+                row.len()
+            );
+        }
+        check_accuracies(row, &format!("accuracy_matrix[{i}]"))?;
+    }
+    let metrics = file.metrics;
+    for (name, value) in [
+        ("acc", Some(metrics.acc)),
+        ("bwt", metrics.bwt),
+        ("fwt", metrics.fwt),
+    ] {
+        if let Some(v) = value {
+            if !v.is_finite() {
+                bail!("metrics.{name} is {v}");
+            }
+        }
+    }
+    let seconds = match file.timing {
+        Some(t) if !t.total_seconds.is_finite() || t.total_seconds < 0.0 => {
+            bail!("timing.total_seconds is {}", t.total_seconds)
+        }
+        Some(t) => Some(t.total_seconds),
+        None => None,
+    };
+    if let Some(b) = &file.baseline {
+        if b.len() != tasks {
+            bail!("baseline has {} entries for {tasks} tasks", b.len());
+        }
+        check_accuracies(b, "baseline")?;
+    }
+    let curve = curve(
+        &file.evaluations,
+        file.baseline.as_deref(),
+        &matrix,
+        file.steps,
+    )?;
+    Ok(Run {
+        path: path.to_path_buf(),
+        method,
+        benchmark,
+        seed: file.config.seed,
+        acc: metrics.acc,
+        bwt: metrics.bwt,
+        fwt: metrics.fwt,
+        seconds,
+        matrix,
+        curve,
+    })
+}
+
+/// Fails unless every value is a finite accuracy in [0, 1].
+fn check_accuracies(values: &[f64], what: &str) -> Result<()> {
+    match values.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+        Some(v) => bail!("{what} holds {v}, not an accuracy in [0, 1]"),
+        None => Ok(()),
+    }
+}
+
+/// Places the evaluations on the axis of tasks trained: a task-end evaluation after task t
+/// at t + 1, any other at step / (steps per task). Without evaluations, the baseline (if
+/// any) and the matrix rows give the task-end points.
+fn curve(
+    evaluations: &[EvaluationFile],
+    baseline: Option<&[f64]>,
+    matrix: &[Vec<f64>],
+    steps: u64,
+) -> Result<Vec<Point>> {
+    let tasks = matrix.len();
+    if evaluations.is_empty() {
+        let start = baseline.map(|b| Point {
+            x: 0.0,
+            accuracies: b.to_vec(),
+        });
+        let ends = matrix.iter().enumerate().map(|(i, row)| Point {
+            x: (i + 1) as f64,
+            accuracies: row.clone(),
+        });
+        return Ok(start.into_iter().chain(ends).collect());
+    }
+    let steps_per_task = steps as f64 / tasks as f64;
+    let mut points: Vec<(f64, bool, Vec<f64>)> = Vec::with_capacity(evaluations.len());
+    for (k, e) in evaluations.iter().enumerate() {
+        if e.accuracies.len() != tasks {
+            bail!(
+                "evaluations[{k}] has {} accuracies for {tasks} tasks",
+                e.accuracies.len()
+            );
+        }
+        check_accuracies(&e.accuracies, &format!("evaluations[{k}]"))?;
+        let x = match e.after_task {
+            Some(t) if t >= tasks => bail!("evaluations[{k}] is after task {t} of {tasks}"),
+            Some(t) => (t + 1) as f64,
+            None if e.step == 0 => 0.0,
+            None if e.step > steps => {
+                bail!("evaluations[{k}] is at step {} of {steps}", e.step)
+            }
+            None => e.step as f64 / steps_per_task,
+        };
+        points.push((x, e.after_task.is_some(), e.accuracies.clone()));
+    }
+    // Task-end evaluations win over an intermediate one at the same position.
+    points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut curve: Vec<Point> = Vec::with_capacity(points.len());
+    for (x, _, accuracies) in points {
+        match curve.last_mut() {
+            Some(last) if axis_key(last.x) == axis_key(x) => last.accuracies = accuracies,
+            _ => curve.push(Point { x, accuracies }),
+        }
+    }
+    Ok(curve)
+}
+
+/// A position on the training axis as an exact key, to match positions across runs.
+fn axis_key(x: f64) -> i64 {
+    (x * 1e6).round() as i64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grouping and averaging
+
+/// Mean and spread of a few values (one per seed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stat {
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1 denominator); 0 for one value.
+    pub std: f64,
+    /// Number of values.
+    pub n: usize,
+}
+
+impl Stat {
+    /// Mean and standard deviation of `values`; `None` when there are none.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
+        let values: Vec<f64> = values.into_iter().collect();
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let std = if n > 1 {
+            let ss = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
+            (ss / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Some(Self { mean, std, n })
+    }
+}
+
+/// Mean over seeds of one evaluation position.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MeanPoint {
+    /// Tasks trained.
+    pub x: f64,
+    /// Mean and spread of the accuracy on each task.
+    pub accuracies: Vec<Stat>,
+}
+
+/// The runs of one method on one benchmark (one per seed), and their averages.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    /// Benchmark id.
+    pub benchmark: String,
+    /// Method id.
+    pub method: String,
+    /// Indices into [`Model::runs`], by seed.
+    pub runs: Vec<usize>,
+    /// Number of tasks (the same in every run).
+    pub tasks: usize,
+    /// ACC over seeds.
+    pub acc: Stat,
+    /// BWT over the seeds that have it.
+    pub bwt: Option<Stat>,
+    /// FWT over the seeds that have it.
+    pub fwt: Option<Stat>,
+    /// Wall time over the seeds that have it.
+    pub seconds: Option<Stat>,
+    /// Mean accuracies at the positions every run evaluated.
+    pub curve: Vec<MeanPoint>,
+}
+
+/// Everything the figures and the page show.
+#[derive(Debug, Clone)]
+pub(crate) struct Model {
+    /// Every run, sorted by benchmark, method and seed.
+    pub runs: Vec<Run>,
+    /// Benchmarks, sorted.
+    pub benchmarks: Vec<String>,
+    /// Methods in display order.
+    pub methods: Vec<String>,
+    /// One group per (benchmark, method) present, in display order.
+    pub groups: Vec<Group>,
+}
+
+/// Sort key of a method: the known ones in a fixed order, then the others alphabetically.
+fn method_rank(method: &str) -> (usize, &str) {
+    let known = KNOWN_METHODS.iter().position(|m| *m == method);
+    (known.unwrap_or(KNOWN_METHODS.len()), method)
+}
+
+impl Model {
+    /// Sorts and groups `runs`; fails on two runs of the same (method, benchmark, seed) and
+    /// on a group whose runs differ in their number of tasks.
+    fn new(mut runs: Vec<Run>) -> Result<Self> {
+        runs.sort_by(|a, b| {
+            (&a.benchmark, method_rank(&a.method), a.seed).cmp(&(
+                &b.benchmark,
+                method_rank(&b.method),
+                b.seed,
+            ))
+        });
+        for pair in runs.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if (&a.method, &a.benchmark, a.seed) == (&b.method, &b.benchmark, b.seed) {
+                bail!(
+                    "{} and {} are both {} on {} with seed {}",
+                    a.path.display(),
+                    b.path.display(),
+                    a.method,
+                    a.benchmark,
+                    a.seed
+                );
+            }
+        }
+        check_distinct_file_names(&runs)?;
+
+        let mut keyed: BTreeMap<(&str, (usize, &str)), Vec<usize>> = BTreeMap::new();
+        for (i, run) in runs.iter().enumerate() {
+            keyed
+                .entry((&run.benchmark, method_rank(&run.method)))
+                .or_default()
+                .push(i);
+        }
+        let groups = keyed
+            .into_values()
+            .map(|members| group(&runs, members))
+            .collect::<Result<Vec<_>>>()?;
+        let benchmarks: BTreeSet<&String> = runs.iter().map(|r| &r.benchmark).collect();
+        let mut methods: Vec<&String> = runs.iter().map(|r| &r.method).collect();
+        methods.sort_by(|a, b| method_rank(a).cmp(&method_rank(b)));
+        methods.dedup();
+        Ok(Self {
+            benchmarks: benchmarks.into_iter().cloned().collect(),
+            methods: methods.into_iter().cloned().collect(),
+            groups,
+            runs,
+        })
+    }
+
+    /// The groups of one benchmark, in method order.
+    pub fn groups_of<'a>(&'a self, benchmark: &'a str) -> impl Iterator<Item = &'a Group> + 'a {
+        self.groups.iter().filter(move |g| g.benchmark == benchmark)
+    }
+}
+
+/// Fails if two different names would give the same file name (names are made safe for
+/// file names by [`slug`]).
+fn check_distinct_file_names(runs: &[Run]) -> Result<()> {
+    let mut seen: HashMap<String, &Run> = HashMap::new();
+    for run in runs {
+        if let Some(other) = seen.insert(run.matrix_stem(), run) {
+            bail!(
+                "{} ({} on {}) and {} ({} on {}) would write the same figure {}",
+                other.path.display(),
+                other.method,
+                other.benchmark,
+                run.path.display(),
+                run.method,
+                run.benchmark,
+                run.matrix_stem()
+            );
+        }
+    }
+    let mut benchmarks: HashMap<String, &str> = HashMap::new();
+    for run in runs {
+        if let Some(other) = benchmarks.insert(slug(&run.benchmark), &run.benchmark) {
+            if other != run.benchmark {
+                bail!(
+                    "benchmarks {other:?} and {:?} would write the same figures",
+                    run.benchmark
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Averages the runs `members` (indices into `runs`, all of one method and benchmark).
+fn group(runs: &[Run], members: Vec<usize>) -> Result<Group> {
+    let first = &runs[members[0]];
+    let tasks = first.tasks();
+    if let Some(other) = members
+        .iter()
+        .map(|&i| &runs[i])
+        .find(|r| r.tasks() != tasks)
+    {
+        bail!(
+            "runs of {} on {} differ in their number of tasks: {} has {tasks}, {} has {}",
+            first.method,
+            first.benchmark,
+            first.path.display(),
+            other.path.display(),
+            other.tasks()
+        );
+    }
+    let of =
+        |f: &dyn Fn(&Run) -> Option<f64>| Stat::of(members.iter().filter_map(|&i| f(&runs[i])));
+    let acc = Stat::of(members.iter().map(|&i| runs[i].acc)).context("a group has no runs")?;
+    let curves: Vec<&[Point]> = members.iter().map(|&i| runs[i].curve.as_slice()).collect();
+    Ok(Group {
+        benchmark: first.benchmark.clone(),
+        method: first.method.clone(),
+        tasks,
+        acc,
+        bwt: of(&|r| r.bwt),
+        fwt: of(&|r| r.fwt),
+        seconds: of(&|r| r.seconds),
+        curve: mean_curve(&curves, tasks),
+        runs: members,
+    })
+}
+
+/// Mean over runs of their curves, at the positions that every run evaluated (at least the
+/// task ends, where runs evaluated at different intermediate steps).
+fn mean_curve(curves: &[&[Point]], tasks: usize) -> Vec<MeanPoint> {
+    let mut at: BTreeMap<i64, (f64, Vec<&Point>)> = BTreeMap::new();
+    for curve in curves {
+        for p in *curve {
+            at.entry(axis_key(p.x))
+                .or_insert_with(|| (p.x, Vec::new()))
+                .1
+                .push(p);
+        }
+    }
+    at.into_values()
+        .filter(|(_, points)| points.len() == curves.len())
+        .filter_map(|(x, points)| {
+            let accuracies = (0..tasks)
+                .map(|j| Stat::of(points.iter().map(|p| p.accuracies[j])))
+                .collect::<Option<Vec<_>>>()?;
+            Some(MeanPoint { x, accuracies })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and the CSV
+
+/// `name` made safe as part of a file name: ASCII letters, digits, '-' and '_' are kept,
+/// anything else becomes '_'.
+pub(crate) fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// One CSV field, quoted when it must be.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+/// `summary.csv`: one row per run; empty fields where a value is missing.
+fn summary_csv(runs: &[Run]) -> String {
+    let opt = |v: Option<f64>| v.map_or_else(String::new, |v| v.to_string());
+    let mut csv = String::from("method,benchmark,seed,ACC,BWT,FWT,seconds\n");
+    for r in runs {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{}",
+            csv_field(&r.method),
+            csv_field(&r.benchmark),
+            r.seed,
+            r.acc,
+            opt(r.bwt),
+            opt(r.fwt),
+            opt(r.seconds)
+        );
+    }
+    csv
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A run whose accuracy on task j after task i is `base + 0.1 * (i >= j)`, with a
+    /// task-end curve.
+    pub(crate) fn run(method: &str, benchmark: &str, seed: u64, base: f64) -> Run {
+        let tasks = 3;
+        let matrix: Vec<Vec<f64>> = (0..tasks)
+            .map(|i| {
+                (0..tasks)
+                    .map(|j| base + if i >= j { 0.1 } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        let curve = std::iter::once(Point {
+            x: 0.0,
+            accuracies: vec![base; tasks],
+        })
+        .chain(matrix.iter().enumerate().map(|(i, row)| Point {
+            x: (i + 1) as f64,
+            accuracies: row.clone(),
+        }))
+        .collect();
+        Run {
+            path: PathBuf::from(format!("{method}-{benchmark}-{seed}.json")),
+            method: method.into(),
+            benchmark: benchmark.into(),
+            seed,
+            acc: base + 0.1,
+            bwt: Some(0.0),
+            fwt: (tasks > 1).then_some(0.0),
+            seconds: Some(1.5),
+            matrix,
+            curve,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn stat_is_mean_and_sample_std() {
+        let s = Stat::of([1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert!(close(s.mean, 2.5));
+        assert!(close(s.std, (5.0f64 / 3.0).sqrt()));
+        assert_eq!(s.n, 4);
+        assert_eq!(
+            Stat::of([0.7]),
+            Some(Stat {
+                mean: 0.7,
+                std: 0.0,
+                n: 1
+            })
+        );
+        assert_eq!(Stat::of([]), None);
+    }
+
+    #[test]
+    fn methods_known_first_in_fixed_order_then_alphabetical() {
+        let runs = ["zeta", "gem", "alpha", "single", "ewc"]
+            .iter()
+            .map(|m| run(m, "mnist-rotations", 0, 0.5))
+            .collect();
+        let model = Model::new(runs).unwrap();
+        assert_eq!(model.methods, ["single", "ewc", "gem", "alpha", "zeta"]);
+        let order: Vec<&str> = model.runs.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(order, model.methods);
+    }
+
+    #[test]
+    fn groups_by_benchmark_and_method_and_averages_seeds() {
+        let runs = vec![
+            run("gem", "mnist-rotations", 1, 0.6),
+            run("gem", "mnist-permutations", 0, 0.5),
+            run("single", "mnist-permutations", 0, 0.2),
+            run("gem", "mnist-permutations", 1, 0.7),
+        ];
+        let model = Model::new(runs).unwrap();
+        assert_eq!(model.benchmarks, ["mnist-permutations", "mnist-rotations"]);
+        let keys: Vec<(&str, &str, usize)> = model
+            .groups
+            .iter()
+            .map(|g| (g.benchmark.as_str(), g.method.as_str(), g.runs.len()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("mnist-permutations", "single", 1),
+                ("mnist-permutations", "gem", 2),
+                ("mnist-rotations", "gem", 1)
+            ]
+        );
+        let gem = &model.groups[1];
+        assert!(close(gem.acc.mean, 0.7));
+        assert!(close(gem.acc.std, 0.2 / 2f64.sqrt()));
+        assert_eq!(gem.curve.len(), 4);
+        assert!(close(gem.curve[0].accuracies[0].mean, 0.6));
+        assert!(close(gem.curve[3].accuracies[2].mean, 0.7));
+        let seeds: Vec<u64> = gem.runs.iter().map(|&i| model.runs[i].seed).collect();
+        assert_eq!(seeds, [0, 1]);
+        assert_eq!(model.groups_of("mnist-rotations").count(), 1);
+    }
+
+    #[test]
+    fn mean_curve_keeps_positions_every_run_has() {
+        let mut a = run("gem", "b", 0, 0.5);
+        let b = run("gem", "b", 1, 0.3);
+        a.curve.insert(
+            1,
+            Point {
+                x: 0.5,
+                accuracies: vec![0.9; 3],
+            },
+        );
+        let mean = mean_curve(&[&a.curve, &b.curve], 3);
+        let xs: Vec<f64> = mean.iter().map(|p| p.x).collect();
+        assert_eq!(xs, [0.0, 1.0, 2.0, 3.0]);
+        let single = mean_curve(&[&a.curve], 3);
+        assert_eq!(single.len(), 5);
+        assert!(close(single[1].x, 0.5));
+    }
+
+    #[test]
+    fn duplicate_runs_and_mismatched_tasks_are_errors() {
+        let err = Model::new(vec![run("gem", "b", 0, 0.5), run("gem", "b", 0, 0.6)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gem-b-0.json and gem-b-0.json"), "{err}");
+        let mut short = run("gem", "b", 1, 0.5);
+        short.matrix.pop();
+        let err = Model::new(vec![run("gem", "b", 0, 0.5), short])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("number of tasks"), "{err}");
+        let err = Model::new(vec![run("a/b", "x", 0, 0.5), run("a_b", "x", 0, 0.5)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("same figure"), "{err}");
+    }
+
+    #[test]
+    fn csv_has_one_row_per_run_and_quotes_when_needed() {
+        let mut r = run("gem", "mnist-rotations", 3, 0.5);
+        r.bwt = None;
+        let mut odd = run("my,\"method\"", "b", 0, 0.25);
+        odd.seconds = None;
+        odd.acc = 0.35;
+        let csv = summary_csv(&[r, odd]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "method,benchmark,seed,ACC,BWT,FWT,seconds");
+        assert_eq!(lines[1], "gem,mnist-rotations,3,0.6,,0,1.5");
+        assert_eq!(lines[2], "\"my,\"\"method\"\"\",b,0,0.35,0,0,");
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn slugs_are_safe_file_name_parts() {
+        assert_eq!(slug("mnist-permutations"), "mnist-permutations");
+        assert_eq!(slug("../etc/x y"), "___etc_x_y");
+    }
+
+    fn evaluation(step: u64, after_task: Option<usize>, acc: f64) -> EvaluationFile {
+        EvaluationFile {
+            step,
+            after_task,
+            accuracies: vec![acc; 2],
+        }
+    }
+
+    #[test]
+    fn curve_places_task_ends_at_integers_and_intermediate_by_step() {
+        let matrix = vec![vec![0.5; 2]; 2];
+        let evaluations = [
+            evaluation(0, None, 0.1),
+            evaluation(5, None, 0.3),
+            evaluation(10, Some(0), 0.5),
+            evaluation(10, None, 0.4),
+            evaluation(15, None, 0.6),
+            evaluation(20, Some(1), 0.7),
+        ];
+        let c = curve(&evaluations, None, &matrix, 20).unwrap();
+        let got: Vec<(f64, f64)> = c.iter().map(|p| (p.x, p.accuracies[0])).collect();
+        assert_eq!(
+            got,
+            [(0.0, 0.1), (0.5, 0.3), (1.0, 0.5), (1.5, 0.6), (2.0, 0.7)]
+        );
+
+        let fallback = curve(&[], Some(&[0.1, 0.1]), &matrix, 20).unwrap();
+        assert_eq!(fallback.len(), 3);
+        assert!(curve(&[evaluation(30, None, 0.5)], None, &matrix, 20).is_err());
+        assert!(curve(&[evaluation(10, Some(2), 0.5)], None, &matrix, 20).is_err());
+        assert!(curve(&[evaluation(10, Some(0), 1.5)], None, &matrix, 20).is_err());
+    }
+
+    #[test]
+    fn load_names_the_file_and_reads_leniently() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let json = r#"{
+            "config": {"benchmark": "b", "seed": 2, "method": {"name": "new", "lr": 1},
+                       "future": true},
+            "metrics": {"acc": 0.5, "bwt": null, "fwt": null},
+            "accuracy_matrix": [[0.5]],
+            "evaluations": [{"step": 0, "after_task": null, "accuracies": [0.1], "extra": 1},
+                            {"step": 4, "after_task": 0, "accuracies": [0.5]}],
+            "steps": 4,
+            "unknown": {"x": 1}
+        }"#;
+        std::fs::write(&path, json).unwrap();
+        let run = load_run(&path).unwrap();
+        assert_eq!(
+            (run.method.as_str(), run.seed, run.seconds),
+            ("new", 2, None)
+        );
+        assert_eq!(run.curve.len(), 2);
+
+        std::fs::write(&path, "{}").unwrap();
+        let err = format!("{:#}", load_run(&path).unwrap_err());
+        assert!(err.contains("r.json is not a results file"), "{err}");
+        std::fs::write(&path, json.replace("[[0.5]]", "[[0.5, 0.2]]")).unwrap();
+        let err = format!("{:#}", load_run(&path).unwrap_err());
+        assert!(
+            err.contains("r.json") && err.contains("not square"),
+            "{err}"
+        );
+        let err = format!("{:#}", load_run(&dir.path().join("none.json")).unwrap_err());
+        assert!(err.contains("cannot read results file") && err.contains("none.json"));
+    }
+}
