@@ -26,10 +26,14 @@ pub enum Command {
     Bench(BenchArgs),
     /// Turn results files into figures (SVG and PNG), summary.csv and one HTML page.
     Report(ReportArgs),
+    /// Run every applicable method with its paper defaults over several seeds and
+    /// benchmarks: one results JSON per run, summary.csv, a table and a report.
+    Suite(SuiteArgs),
 }
 
 /// Benchmarks, as spelled on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(clippy::enum_variant_names)] // The variants spell the command-line values.
 pub enum BenchmarkArg {
     /// 20 tasks, each a fixed random pixel permutation.
     MnistPermutations,
@@ -197,6 +201,29 @@ pub struct RunArgs {
     /// Where to write the results JSON [default: results/METHOD-BENCHMARK-seedSEED.json].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    /// Save checkpoints in DIR: after the initial evaluation, at every task end, every
+    /// --checkpoint-every mini-batches, and before stopping on a failed step (the two newest
+    /// are kept).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+
+    /// Also save a checkpoint every N mini-batches.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+
+    /// Continue the run saved in DIR from its newest intact checkpoint, with that run's
+    /// settings (and keep checkpointing there unless --checkpoint-dir says otherwise).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = [
+            "benchmark", "method", "seed", "tasks", "samples_per_task", "lr",
+            "memories_per_task", "margin", "strength", "sample_size", "memory_size",
+            "finetune", "eval_every", "batch_size", "epochs", "shuffle_tasks", "threads",
+        ]
+    )]
+    pub resume: Option<PathBuf>,
 }
 
 /// Options of `episodic bench`.
@@ -222,6 +249,84 @@ pub struct ReportArgs {
     /// Directory to write the figures, summary.csv and index.html into.
     #[arg(long, default_value = "report", value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// Benchmarks of a suite: one, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SuiteBenchmarkArg {
+    /// MNIST Permutations.
+    MnistPermutations,
+    /// MNIST Rotations.
+    MnistRotations,
+    /// Class-split MNIST.
+    MnistSplit,
+    /// All three.
+    All,
+}
+
+impl SuiteBenchmarkArg {
+    /// The benchmarks this stands for.
+    pub fn kinds(self) -> Vec<BenchmarkKind> {
+        match self {
+            Self::MnistPermutations => vec![BenchmarkKind::MnistPermutations],
+            Self::MnistRotations => vec![BenchmarkKind::MnistRotations],
+            Self::MnistSplit => vec![BenchmarkKind::MnistSplit],
+            Self::All => BenchmarkKind::ALL.to_vec(),
+        }
+    }
+}
+
+/// Options of `episodic suite`.
+#[derive(Debug, Clone, Args)]
+pub struct SuiteArgs {
+    /// The benchmark(s) to run.
+    #[arg(long, value_enum, default_value_t = SuiteBenchmarkArg::All)]
+    pub benchmark: SuiteBenchmarkArg,
+
+    /// Seeds, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,1,2",
+        value_name = "N,N"
+    )]
+    pub seeds: Vec<u64>,
+
+    /// Methods, comma-separated [default: every method that applies to the benchmark].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "M,M")]
+    pub methods: Vec<MethodArg>,
+
+    /// Number of tasks [default: the benchmark's].
+    #[arg(long, value_name = "N")]
+    pub tasks: Option<usize>,
+
+    /// Training examples drawn per task [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub samples_per_task: Option<usize>,
+
+    /// Also evaluate every N mini-batches (for the report's learning curves).
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<u64>,
+
+    /// Threads for matrix products [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Directory of the results files, summary.csv and report/.
+    #[arg(long, default_value = "results/suite", value_name = "DIR")]
+    pub out_dir: PathBuf,
+
+    /// Rerun experiments whose results file already exists with the same settings.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Do not write the report.
+    #[arg(long)]
+    pub no_report: bool,
+
+    /// Data directory holding mnist/ [default: $EPISODIC_DATA, else the repository's data/].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Number of cores available to this process.
@@ -250,20 +355,25 @@ impl ExperimentArgs {
 
     /// The data directory: `--data-dir`, else `$EPISODIC_DATA`, else the repository's `data/`.
     pub fn data_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.data_dir {
-            return dir.clone();
-        }
-        match std::env::var_os("EPISODIC_DATA") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => {
-                // crates/episodic-cli -> the repository root.
-                let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-                let root = crate_dir
-                    .parent()
-                    .and_then(|p| p.parent())
-                    .unwrap_or(crate_dir);
-                root.join("data")
-            }
+        resolve_data_dir(self.data_dir.as_ref())
+    }
+}
+
+/// `given`, else `$EPISODIC_DATA`, else the repository's `data/`.
+pub fn resolve_data_dir(given: Option<&PathBuf>) -> PathBuf {
+    if let Some(dir) = given {
+        return dir.clone();
+    }
+    match std::env::var_os("EPISODIC_DATA") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            // crates/episodic-cli -> the repository root.
+            let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            let root = crate_dir
+                .parent()
+                .and_then(|p| p.parent())
+                .unwrap_or(crate_dir);
+            root.join("data")
         }
     }
 }

@@ -8,6 +8,7 @@ mod args;
 mod bench;
 mod report;
 mod run;
+mod suite;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Report(args) => report::report(&args),
+        Command::Suite(args) => suite::suite(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

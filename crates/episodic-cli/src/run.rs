@@ -3,20 +3,39 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use episodic::checkpoint::{Checkpoint, CheckpointDir};
 use episodic::config::ExperimentConfig;
 use episodic::data::{Checksums, Mnist};
-use episodic::experiment::{self, Progress};
+use episodic::experiment::{self, Checkpointing, Progress};
 use episodic::results::{self, RunResults};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{all_cores, RunArgs};
 
-/// Runs the experiment `args` describe.
+/// Runs the experiment `args` describe, or continues the one saved in `--resume`.
 pub fn run(args: &RunArgs) -> Result<()> {
-    let config = args
-        .experiment
-        .config(args.threads.unwrap_or_else(all_cores))?;
+    let (config, resume) = match &args.resume {
+        Some(dir) => {
+            let loaded = CheckpointDir::new(dir).load_latest()?;
+            for warning in &loaded.warnings {
+                eprintln!("warning: skipped {warning}");
+            }
+            eprintln!(
+                "resuming from {} (step {})",
+                loaded.path.display(),
+                loaded.checkpoint.progress.step
+            );
+            let config = loaded.checkpoint.progress.config.clone();
+            (config, Some(loaded.checkpoint))
+        }
+        None => (
+            args.experiment
+                .config(args.threads.unwrap_or_else(all_cores))?,
+            None,
+        ),
+    };
+    let checkpointing = checkpointing(args, resume.is_some())?;
     let out = args.out.clone().unwrap_or_else(|| default_out(&config));
     if args.out.is_none() {
         if let Some(dir) = out.parent() {
@@ -31,12 +50,43 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let data = Mnist::load(&args.experiment.data_dir(), Checksums::Verify)?;
     let data_seconds = data_started.elapsed().as_secs_f64();
 
-    let mut results = run_with_progress(&config, data)?;
+    let mut results = run_with_progress(&config, data, checkpointing.as_ref(), resume)?;
     results.timing.data_seconds = data_seconds;
     results.git_revision = option_env!("EPISODIC_GIT_REVISION").map(str::to_string);
     results.write_json(&out)?;
     print_summary(&results, &out);
     Ok(())
+}
+
+/// Where and how often to checkpoint; a fresh run refuses a directory that already holds
+/// checkpoints (of another run, or of this one: resume it instead).
+fn checkpointing(args: &RunArgs, resuming: bool) -> Result<Option<Checkpointing>> {
+    let dir = args.checkpoint_dir.clone().or_else(|| args.resume.clone());
+    if args.checkpoint_every == Some(0) {
+        bail!("invalid value for --checkpoint-every: must be at least 1");
+    }
+    let Some(dir) = dir else {
+        if args.checkpoint_every.is_some() {
+            bail!("invalid value for --checkpoint-every: it needs --checkpoint-dir");
+        }
+        return Ok(None);
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = CheckpointDir::new(dir);
+    results::check_writable(&dir.path().join("checkpoint-probe"))?;
+    let fresh_into_used =
+        !resuming || args.checkpoint_dir.is_some() && args.checkpoint_dir != args.resume;
+    if fresh_into_used && !dir.files()?.is_empty() {
+        bail!(
+            "{} already holds checkpoints; continue that run with --resume {} or choose an empty directory",
+            dir.path().display(),
+            dir.path().display()
+        );
+    }
+    Ok(Some(Checkpointing {
+        dir,
+        every: args.checkpoint_every,
+    }))
 }
 
 fn default_out(config: &ExperimentConfig) -> PathBuf {
@@ -49,7 +99,12 @@ fn default_out(config: &ExperimentConfig) -> PathBuf {
 }
 
 /// Runs with a progress bar on stderr (drawn only when stderr is a terminal).
-fn run_with_progress(config: &ExperimentConfig, data: Mnist) -> Result<RunResults> {
+fn run_with_progress(
+    config: &ExperimentConfig,
+    data: Mnist,
+    checkpointing: Option<&Checkpointing>,
+    resume: Option<Checkpoint>,
+) -> Result<RunResults> {
     let bar = ProgressBar::new_spinner();
     bar.set_message("evaluating at initialisation");
     let style = ProgressStyle::with_template(
@@ -70,9 +125,9 @@ fn run_with_progress(config: &ExperimentConfig, data: Mnist) -> Result<RunResult
         } => {
             bar.set_message(format!("evaluating after task {}/{tasks}", task + 1));
         }
-        Progress::Evaluating { after_task: None } => {}
+        Progress::Evaluating { after_task: None } | Progress::Checkpointed { .. } => {}
     };
-    let results = experiment::run(config, data, &mut on_progress);
+    let results = experiment::run_resumable(config, data, &mut on_progress, checkpointing, resume);
     bar.finish_and_clear();
     Ok(results?)
 }

@@ -223,6 +223,39 @@ fn bad_options_are_rejected_with_their_name() {
         (&["--method", "single", "--margin", "0.5"], "--margin"),
         (&["--threads", "0"], "--threads"),
         (&["--epochs", "0"], "--epochs"),
+        (&["--lr", "1e400"], "--lr"),
+        (&["--eval-every", "0"], "--eval-every"),
+        (
+            &["--method", "single", "--memories-per-task", "5"],
+            "--memories-per-task",
+        ),
+        (&["--method", "ewc", "--strength", "-1"], "--strength"),
+        (&["--method", "ewc", "--strength", "inf"], "--strength"),
+        (&["--method", "gem", "--strength", "1"], "--strength"),
+        (&["--method", "agem", "--sample-size", "0"], "--sample-size"),
+        (&["--method", "gem", "--sample-size", "3"], "--sample-size"),
+        (
+            &["--method", "independent", "--finetune", "maybe"],
+            "--finetune",
+        ),
+        (&["--method", "single", "--finetune", "true"], "--finetune"),
+        (&["--method", "icarl"], "mnist-split"),
+        (
+            &[
+                "--method",
+                "icarl",
+                "--benchmark",
+                "mnist-split",
+                "--memory-size",
+                "0",
+            ],
+            "--memory-size",
+        ),
+        (&["--benchmark", "mnist-split", "--tasks", "3"], "--tasks"),
+        (
+            &["--benchmark", "mnist-split", "--samples-per-task", "40000"],
+            "--samples-per-task",
+        ),
     ];
     for (args, needle) in cases {
         let output = small_run(&out, args);

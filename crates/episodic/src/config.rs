@@ -341,7 +341,10 @@ impl MethodConfig {
         positive_finite("--lr", self.learning_rate())?;
         let at_least_one = |option: &'static str, value: usize| {
             if value == 0 {
-                Err(invalid(option, format!("{} needs at least 1", self.kind().id())))
+                Err(invalid(
+                    option,
+                    format!("{} needs at least 1", self.kind().id()),
+                ))
             } else {
                 Ok(())
             }

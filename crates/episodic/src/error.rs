@@ -121,6 +121,14 @@ pub enum Error {
         /// Global step counter (batches seen), 0-based.
         step: usize,
     },
+    /// A gradient (of the batch, or of a memory) has a NaN or infinite entry.
+    #[error("non-finite gradient at step {step} of task {task} (try a smaller --lr)")]
+    NonFiniteGradient {
+        /// Task index in training order.
+        task: usize,
+        /// Global step counter (batches seen), 0-based.
+        step: usize,
+    },
     /// GEM's quadratic program failed.
     #[error("GEM projection failed at step {step} of task {task}")]
     Qp {
@@ -130,6 +138,39 @@ pub enum Error {
         step: usize,
         /// The solver's error.
         source: QpError,
+    },
+
+    /// A run stopped on an error after saving its last good state.
+    #[error("run stopped; its last good state is saved in {checkpoint}")]
+    Stopped {
+        /// The checkpoint written before stopping.
+        checkpoint: PathBuf,
+        /// Why the run stopped.
+        source: Box<Error>,
+    },
+
+    // === Checkpoints ===
+    /// A checkpoint file cannot be used (torn, corrupt, or from another format version).
+    #[error("checkpoint {path} is unusable: {reason}")]
+    CheckpointCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint's content does not fit the run it is loaded into.
+    #[error("checkpoint content does not fit this run: {reason}")]
+    CheckpointContent {
+        /// What does not fit.
+        reason: String,
+    },
+    /// A checkpoint directory holds no usable checkpoint.
+    #[error("no usable checkpoint in {dir}{}", if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join("; ")) })]
+    NoCheckpoint {
+        /// The directory.
+        dir: PathBuf,
+        /// Why each candidate file was rejected.
+        skipped: Vec<String>,
     },
 
     // === Output ===

@@ -8,6 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
+use crate::checkpoint::{Checkpoint, CheckpointDir, Progress as CheckpointProgress};
 use crate::config::ExperimentConfig;
 use crate::data::{Benchmark, BenchmarkSpec, Mnist, Stream};
 use crate::error::{Error, Result};
@@ -15,6 +18,7 @@ use crate::method::{self, Batch, Heads, Method, Setup};
 use crate::metrics;
 use crate::model::SparseBatch;
 use crate::results::{peak_rss_bytes, Evaluation, RunResults, Timing};
+use crate::state::State;
 
 /// Test examples scored per forward pass during evaluation.
 const EVAL_CHUNK: usize = 1000;
@@ -38,9 +42,23 @@ pub enum Progress {
     },
     /// Every task's test set is being scored.
     Evaluating {
-        /// The task just finished, or `None` for the baseline.
+        /// The task just finished, or `None` for the baseline or an intermediate evaluation.
         after_task: Option<usize>,
     },
+    /// A checkpoint was written after this many mini-batches.
+    Checkpointed {
+        /// Mini-batches trained.
+        step: u64,
+    },
+}
+
+/// When and where a run saves checkpoints.
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    /// The checkpoint directory.
+    pub dir: CheckpointDir,
+    /// Also save every this many mini-batches (task ends are always saved).
+    pub every: Option<u64>,
 }
 
 /// Runs `config` on `data`, reporting progress to `on_progress`.
@@ -49,7 +67,28 @@ pub fn run(
     data: Mnist,
     on_progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<RunResults> {
+    run_resumable(config, data, on_progress, None, None)
+}
+
+/// [`run`] that saves checkpoints as `checkpointing` says (after the initial evaluation, at
+/// every task end, every `every` mini-batches, and before stopping on a failed step), and
+/// that continues from `resume` (a checkpoint of this `config`) when given. A resumed run
+/// gives the same results as an uninterrupted one, apart from timings.
+pub fn run_resumable(
+    config: &ExperimentConfig,
+    data: Mnist,
+    on_progress: &mut (dyn FnMut(Progress) + Send),
+    checkpointing: Option<&Checkpointing>,
+    resume: Option<Checkpoint>,
+) -> Result<RunResults> {
     config.validate()?;
+    if let Some(checkpoint) = &resume {
+        if &checkpoint.progress.config != config {
+            return Err(Error::CheckpointContent {
+                reason: "it was written by a run with another configuration".into(),
+            });
+        }
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .build()
@@ -57,13 +96,15 @@ pub fn run(
             option: "--threads",
             reason: e.to_string(),
         })?;
-    pool.install(|| run_in_pool(config, data, on_progress))
+    pool.install(|| run_in_pool(config, data, on_progress, checkpointing, resume))
 }
 
 fn run_in_pool(
     config: &ExperimentConfig,
     data: Mnist,
     on_progress: &mut (dyn FnMut(Progress) + Send),
+    checkpointing: Option<&Checkpointing>,
+    resume: Option<Checkpoint>,
 ) -> Result<RunResults> {
     let started = Instant::now();
     let spec = BenchmarkSpec {
@@ -108,9 +149,65 @@ fn run_in_pool(
     let mut method = method::build(&config.method, &setup)?;
 
     let mut evaluator = Evaluator::new(&bench);
+    let mut train_time = Duration::ZERO;
+    // Wall-clock time of the sessions before a resumed one.
+    let mut earlier = Duration::ZERO;
     let mut evaluations = Vec::with_capacity(config.tasks + 1);
-    on_progress(Progress::Evaluating { after_task: None });
-    evaluations.push(evaluator.evaluate(method.as_mut(), 0, None)?);
+    let start_step = match resume {
+        Some(checkpoint) => {
+            method.load(&checkpoint.state)?;
+            let progress = checkpoint.progress;
+            if progress.step > stream.batches().len() as u64 || progress.evaluations.is_empty() {
+                return Err(Error::CheckpointContent {
+                    reason: format!(
+                        "step {} with {} evaluations does not fit a stream of {} mini-batches",
+                        progress.step,
+                        progress.evaluations.len(),
+                        stream.batches().len()
+                    ),
+                });
+            }
+            evaluations = progress.evaluations;
+            earlier = Duration::from_secs_f64(progress.total_seconds.max(0.0));
+            train_time = Duration::from_secs_f64(progress.train_seconds.max(0.0));
+            evaluator.time = Duration::from_secs_f64(progress.evaluation_seconds.max(0.0));
+            progress.step
+        }
+        None => {
+            on_progress(Progress::Evaluating { after_task: None });
+            evaluations.push(evaluator.evaluate(method.as_mut(), 0, None)?);
+            0
+        }
+    };
+    let save = |method: &dyn Method,
+                step: u64,
+                evaluations: &[Evaluation],
+                train_time: Duration,
+                evaluation_time: Duration|
+     -> Result<Option<PathBuf>> {
+        let Some(checkpointing) = checkpointing else {
+            return Ok(None);
+        };
+        let mut state = State::default();
+        method.save(&mut state)?;
+        let checkpoint = Checkpoint {
+            progress: CheckpointProgress {
+                config: config.clone(),
+                step,
+                evaluations: evaluations.to_vec(),
+                train_seconds: train_time.as_secs_f64(),
+                evaluation_seconds: evaluation_time.as_secs_f64(),
+                total_seconds: (earlier + started.elapsed()).as_secs_f64(),
+            },
+            state,
+        };
+        checkpointing.dir.save(&checkpoint).map(Some)
+    };
+    if start_step == 0
+        && save(method.as_ref(), 0, &evaluations, train_time, evaluator.time)?.is_some()
+    {
+        on_progress(Progress::Checkpointed { step: 0 });
+    }
 
     let total_steps = stream.batches().len() as u64;
     on_progress(Progress::Started {
@@ -120,9 +217,8 @@ fn run_in_pool(
     let d = bench.input_dim();
     let mut xs = vec![0.0f32; config.batch_size * d];
     let mut ys = vec![0u32; config.batch_size];
-    let mut train_time = Duration::ZERO;
     let batches = stream.batches();
-    for (i, span) in batches.iter().enumerate() {
+    for (i, span) in batches.iter().enumerate().skip(start_step as usize) {
         let n = span.range.len();
         bench.fill_train(
             span.task,
@@ -131,12 +227,32 @@ fn run_in_pool(
             &mut ys[..n],
         );
         let t0 = Instant::now();
-        method.observe(&Batch {
+        let observed = method.observe(&Batch {
             task: span.task,
             xs: &xs[..n * d],
             ys: &ys[..n],
-        })?;
+        });
         train_time += t0.elapsed();
+        if let Err(err) = observed {
+            // A failed step changes nothing: the method is in its state after the previous
+            // step, which is saved before stopping.
+            let step = i as u64;
+            return Err(
+                match save(
+                    method.as_ref(),
+                    step,
+                    &evaluations,
+                    train_time,
+                    evaluator.time,
+                ) {
+                    Ok(Some(checkpoint)) => Error::Stopped {
+                        checkpoint,
+                        source: Box::new(err),
+                    },
+                    _ => err,
+                },
+            );
+        }
         let step = i as u64 + 1;
         on_progress(Progress::Step {
             step,
@@ -154,6 +270,21 @@ fn run_in_pool(
         } else if config.eval_every.is_some_and(|n| step % n == 0) {
             on_progress(Progress::Evaluating { after_task: None });
             evaluations.push(evaluator.evaluate(method.as_mut(), step, None)?);
+        }
+        let periodic = checkpointing
+            .and_then(|c| c.every)
+            .is_some_and(|n| step % n == 0);
+        if (task_ends || periodic)
+            && save(
+                method.as_ref(),
+                step,
+                &evaluations,
+                train_time,
+                evaluator.time,
+            )?
+            .is_some()
+        {
+            on_progress(Progress::Checkpointed { step });
         }
     }
 
@@ -177,8 +308,9 @@ fn run_in_pool(
         evaluations,
         steps: stats.steps,
         projected_steps: stats.projected_steps,
+        skipped_steps: stats.skipped_steps,
         timing: Timing {
-            total_seconds: started.elapsed().as_secs_f64(),
+            total_seconds: (earlier + started.elapsed()).as_secs_f64(),
             train_seconds: train_time.as_secs_f64(),
             memory_gradient_seconds: stats.memory_gradient_time.as_secs_f64(),
             projection_seconds: stats.projection_time.as_secs_f64(),

@@ -22,6 +22,7 @@
 //! # Ok::<(), episodic::Error>(())
 //! ```
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 mod error;
@@ -34,5 +35,6 @@ pub mod model;
 pub mod qp;
 pub mod results;
 pub mod rng;
+pub mod state;
 
 pub use error::{Error, Result};

@@ -13,7 +13,9 @@
 
 use rand::Rng;
 
+use crate::error::Result;
 use crate::model::SparseBatch;
+use crate::state::{bounded, State};
 
 /// A ring buffer of at most `capacity` examples of one task.
 #[derive(Debug, Clone)]
@@ -99,6 +101,48 @@ impl RingMemory {
     }
 }
 
+impl RingMemory {
+    /// Saves the memory under `prefix` in `state`.
+    pub fn save(&self, state: &mut State, prefix: &str) -> Result<()> {
+        state.put_f32(format!("{prefix}.xs"), self.xs());
+        state.put_u32(format!("{prefix}.ys"), self.ys());
+        state.put(format!("{prefix}.cursor"), &self.cursor)
+    }
+
+    /// Loads a memory saved by [`RingMemory::save`], refusing one that does not fit this
+    /// memory's capacity and input size or holds labels of `classes` or more.
+    pub fn load(&mut self, state: &State, prefix: &str, classes: usize) -> Result<()> {
+        let ys = state.u32(&format!("{prefix}.ys"), None)?;
+        let len = ys.len();
+        bounded(&format!("{prefix} size"), len as u64, self.capacity + 1)?;
+        let xs = state.f32(&format!("{prefix}.xs"), Some(len * self.input_dim))?;
+        check_examples(prefix, xs, ys, classes)?;
+        let cursor: u64 = state.get(&format!("{prefix}.cursor"))?;
+        let cursor = bounded(&format!("{prefix} cursor"), cursor, self.capacity.max(1))?;
+        self.xs[..xs.len()].copy_from_slice(xs);
+        self.ys[..len].copy_from_slice(ys);
+        self.len = len;
+        self.cursor = cursor;
+        self.sparse_state = None;
+        Ok(())
+    }
+}
+
+/// Refuses saved examples with non-finite inputs or labels of `classes` or more.
+pub(crate) fn check_examples(what: &str, xs: &[f32], ys: &[u32], classes: usize) -> Result<()> {
+    if xs.iter().any(|v| !v.is_finite()) {
+        return Err(crate::error::Error::CheckpointContent {
+            reason: format!("{what} holds a NaN or infinite input"),
+        });
+    }
+    if let Some(&y) = ys.iter().find(|&&y| y as usize >= classes) {
+        return Err(crate::error::Error::CheckpointContent {
+            reason: format!("{what} holds label {y}, beyond the {classes} classes"),
+        });
+    }
+    Ok(())
+}
+
 /// A uniform sample of at most `capacity` examples of everything offered so far
 /// (reservoir sampling, Vitter's algorithm R): the n-th example offered is kept with
 /// probability `capacity / n`, replacing a uniformly chosen slot, so at any time every
@@ -178,6 +222,47 @@ impl Reservoir {
     pub fn tasks(&self) -> &[usize] {
         &self.tasks
     }
+
+    /// Saves the reservoir under `prefix` in `state`.
+    pub fn save(&self, state: &mut State, prefix: &str) -> Result<()> {
+        state.put_f32(format!("{prefix}.xs"), &self.xs);
+        state.put_u32(format!("{prefix}.ys"), &self.ys);
+        let tasks: Vec<u64> = self.tasks.iter().map(|&t| t as u64).collect();
+        state.put_u64(format!("{prefix}.tasks"), &tasks);
+        state.put(format!("{prefix}.seen"), &self.seen)
+    }
+
+    /// Loads a reservoir saved by [`Reservoir::save`], refusing one that does not fit (size,
+    /// input size, labels of `classes` or more, tasks of `tasks` or more).
+    pub fn load(
+        &mut self,
+        state: &State,
+        prefix: &str,
+        classes: usize,
+        tasks: usize,
+    ) -> Result<()> {
+        let ys = state.u32(&format!("{prefix}.ys"), None)?;
+        let len = ys.len();
+        bounded(&format!("{prefix} size"), len as u64, self.capacity + 1)?;
+        let xs = state.f32(&format!("{prefix}.xs"), Some(len * self.input_dim))?;
+        check_examples(prefix, xs, ys, classes)?;
+        let saved_tasks = state.u64(&format!("{prefix}.tasks"), Some(len))?;
+        let task_list = saved_tasks
+            .iter()
+            .map(|&t| bounded(&format!("{prefix} task"), t, tasks))
+            .collect::<Result<Vec<_>>>()?;
+        let seen: u64 = state.get(&format!("{prefix}.seen"))?;
+        if seen < len as u64 {
+            return Err(crate::error::Error::CheckpointContent {
+                reason: format!("{prefix} holds {len} examples but saw only {seen}"),
+            });
+        }
+        self.xs = xs.to_vec();
+        self.ys = ys.to_vec();
+        self.tasks = task_list;
+        self.seen = seen;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -255,7 +340,11 @@ mod tests {
             assert_eq!(reservoir.seen(), stream as u64);
             for slot in 0..reservoir.len() {
                 let i = reservoir.x(slot)[0] as usize;
-                assert_eq!(reservoir.tasks()[slot], i / 100, "task travels with its example");
+                assert_eq!(
+                    reservoir.tasks()[slot],
+                    i / 100,
+                    "task travels with its example"
+                );
                 kept[i] += 1;
             }
         }

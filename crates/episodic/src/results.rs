@@ -66,6 +66,9 @@ pub struct RunResults {
     pub steps: u64,
     /// Steps whose gradient GEM projected (0 for other methods).
     pub projected_steps: u64,
+    /// Steps GEM left without an update because its QP had no trustworthy solution.
+    #[serde(default)]
+    pub skipped_steps: u64,
     /// Time and memory.
     pub timing: Timing,
 }

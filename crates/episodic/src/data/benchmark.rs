@@ -498,7 +498,10 @@ mod tests {
             let k = task.test_indices.as_ref().unwrap()[3] as usize;
             let mut raw = vec![0.0; IMAGE_PIXELS];
             PixelMap::identity(IMAGE_PIXELS).apply_scaled(b.data.test.image(k), &mut raw);
-            assert_eq!(&sparse.to_dense()[3 * IMAGE_PIXELS..4 * IMAGE_PIXELS], &raw[..]);
+            assert_eq!(
+                &sparse.to_dense()[3 * IMAGE_PIXELS..4 * IMAGE_PIXELS],
+                &raw[..]
+            );
         }
         assert_eq!(b.heads()[4], 8..10);
     }
@@ -512,6 +515,9 @@ mod tests {
         s.tasks = 5;
         s.samples_per_task = 13;
         let err = Benchmark::new(tiny(60), &s).unwrap_err().to_string();
-        assert!(err.contains("--samples-per-task") && err.contains("only 12"), "{err}");
+        assert!(
+            err.contains("--samples-per-task") && err.contains("only 12"),
+            "{err}"
+        );
     }
 }

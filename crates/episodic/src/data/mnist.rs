@@ -175,18 +175,33 @@ fn read_maybe_gzip(dir: &Path, stem: &str) -> Result<(PathBuf, Vec<u8>)> {
     Ok((path, bytes))
 }
 
+/// The most a gzip file may decompress to (the largest MNIST file is 47 MB): a guard
+/// against decompression bombs.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 256 << 20;
+
 /// Decompresses `bytes` if they start with the gzip magic; returns them unchanged otherwise.
+/// Refuses data that would decompress to more than [`MAX_DECOMPRESSED_BYTES`].
 pub fn decompress_if_gzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
-    let mut out = Vec::with_capacity(bytes.len() * 6);
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(6).min(64 << 20));
     flate2::read::GzDecoder::new(bytes.as_slice())
+        .take(MAX_DECOMPRESSED_BYTES + 1)
         .read_to_end(&mut out)
         .map_err(|source| Error::Gzip {
             path: path.to_path_buf(),
             source,
         })?;
+    if out.len() as u64 > MAX_DECOMPRESSED_BYTES {
+        return Err(Error::Idx {
+            path: path.to_path_buf(),
+            reason: format!(
+                "decompresses to more than {} MiB, far beyond any MNIST file",
+                MAX_DECOMPRESSED_BYTES >> 20
+            ),
+        });
+    }
     Ok(out)
 }
 
@@ -394,6 +409,16 @@ mod tests {
         assert!(matches!(err, Error::DataDirMissing { .. }), "{err}");
         let err = Mnist::load(dir.path(), Checksums::Skip).unwrap_err();
         assert!(matches!(err, Error::FileMissing { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_decompression_bomb() {
+        // 300 MiB of zeros compress to a small file.
+        let zeros = vec![0u8; (MAX_DECOMPRESSED_BYTES + (44 << 20)) as usize];
+        let bomb = idx_writer::gzip(&zeros);
+        assert!(bomb.len() < zeros.len() / 100, "a small file");
+        let err = decompress_if_gzip(Path::new("bomb.gz"), bomb).unwrap_err();
+        assert!(err.to_string().contains("more than 256 MiB"), "{err}");
     }
 
     #[test]

@@ -23,14 +23,16 @@ use rand::seq::index;
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    check_batch, check_loss, dot, mixed_task_loss_and_grad, predict_argmax,
-    predict_argmax_sparse, sgd_step, Batch, Heads, Method, MethodStats, MixedScratch,
+    check_batch, check_gradient, check_step, dot, load_memories, mixed_task_loss_and_grad,
+    predict_argmax, predict_argmax_sparse, save_memories, sgd_step, Batch, Heads, Method,
+    MethodStats, MixedScratch,
 };
 use crate::config::AgemParams;
 use crate::error::Result;
 use crate::memory::RingMemory;
 use crate::model::{Model, SparseBatch};
 use crate::rng::{self, Purpose};
+use crate::state::State;
 
 /// Averaged GEM.
 pub struct Agem {
@@ -85,8 +87,8 @@ impl Agem {
             return false;
         }
         let d = self.model.input_dim();
-        let mut picks = index::sample(&mut self.rng, total, self.params.sample_size.min(total))
-            .into_vec();
+        let mut picks =
+            index::sample(&mut self.rng, total, self.params.sample_size.min(total)).into_vec();
         picks.sort_unstable();
         let (mut offset, mut memory) = (0, 0);
         for i in picks {
@@ -96,7 +98,8 @@ impl Agem {
             }
             let (t, m) = past[memory];
             let k = i - offset;
-            self.sample_xs.extend_from_slice(&m.xs()[k * d..(k + 1) * d]);
+            self.sample_xs
+                .extend_from_slice(&m.xs()[k * d..(k + 1) * d]);
             self.sample_ys.push(m.ys()[k]);
             self.sample_tasks.push(*t);
         }
@@ -118,17 +121,14 @@ pub(crate) fn project_on_reference(grad: &mut [f32], reference: &[f32]) -> bool 
     true
 }
 
-impl Method for Agem {
-    fn name(&self) -> &'static str {
-        "agem"
-    }
-
-    fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
+impl Agem {
+    /// One step; on error nothing has changed but the generator, which the caller restores.
+    fn step(&mut self, batch: &Batch<'_>) -> Result<f32> {
         let head = check_batch(self.model.as_ref(), &self.heads, batch)?;
         let loss = self
             .model
             .loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
-        check_loss(loss, batch.task, self.stats.steps)?;
+        check_step(loss, &self.grad, batch.task, self.stats.steps)?;
 
         let started = std::time::Instant::now();
         let has_past = self.draw_sample(batch.task);
@@ -144,8 +144,11 @@ impl Method for Agem {
             )?;
         }
         self.stats.memory_gradient_time += started.elapsed();
-        if has_past && project_on_reference(&mut self.grad, &self.reference) {
-            self.stats.projected_steps += 1;
+        if has_past {
+            check_gradient(&self.reference, batch.task, self.stats.steps)?;
+            if project_on_reference(&mut self.grad, &self.reference) {
+                self.stats.projected_steps += 1;
+            }
         }
         sgd_step(
             self.model.params_mut(),
@@ -165,6 +168,21 @@ impl Method for Agem {
         self.stats.steps += 1;
         Ok(loss)
     }
+}
+
+impl Method for Agem {
+    fn name(&self) -> &'static str {
+        "agem"
+    }
+
+    fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
+        let rng = self.rng.clone();
+        let result = self.step(batch);
+        if result.is_err() {
+            self.rng = rng;
+        }
+        result
+    }
 
     fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
         let head = self.heads.of(task)?;
@@ -178,6 +196,27 @@ impl Method for Agem {
 
     fn stats(&self) -> MethodStats {
         self.stats
+    }
+
+    fn save(&self, state: &mut State) -> Result<()> {
+        state.put_model("model", self.model.as_ref());
+        save_memories(state, "memory", &self.memories)?;
+        state.put_rng("rng", &self.rng)?;
+        state.put("stats", &self.stats)
+    }
+
+    fn load(&mut self, state: &State) -> Result<()> {
+        state.load_model("model", self.model.as_mut())?;
+        self.memories = load_memories(
+            state,
+            "memory",
+            self.params.memories_per_task,
+            self.model.as_ref(),
+            usize::MAX,
+        )?;
+        self.rng = state.rng("rng")?;
+        self.stats = state.get("stats")?;
+        Ok(())
     }
 }
 
@@ -198,7 +237,11 @@ mod tests {
             if project_on_reference(&mut g, &r) {
                 projected += 1;
                 let scale = dot(&g, &g).sqrt() * dot(&r, &r).sqrt();
-                assert!(dot(&g, &r) >= -1e-5 * scale, "<g~, g_ref> = {}", dot(&g, &r));
+                assert!(
+                    dot(&g, &r) >= -1e-5 * scale,
+                    "<g~, g_ref> = {}",
+                    dot(&g, &r)
+                );
             } else {
                 assert!(dot(&before, &r) >= 0.0);
                 assert_eq!(g, before, "no conflict: the gradient is left alone");
@@ -234,7 +277,11 @@ mod tests {
                     assert!(dot(&agem.grad, &agem.reference) >= -1e-5 * scale);
                 }
             }
-            assert_eq!(agem.memories[task].1.len(), 8, "ring memory keeps its budget");
+            assert_eq!(
+                agem.memories[task].1.len(),
+                8,
+                "ring memory keeps its budget"
+            );
         }
         assert!(agem.stats.projected_steps > 0);
     }

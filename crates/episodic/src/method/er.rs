@@ -17,7 +17,7 @@ use rand::seq::index;
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    check_batch, check_loss, mixed_task_loss_and_grad, predict_argmax, predict_argmax_sparse,
+    check_batch, check_step, mixed_task_loss_and_grad, predict_argmax, predict_argmax_sparse,
     sgd_step, Batch, Heads, Method, MethodStats, MixedScratch,
 };
 use crate::config::ErParams;
@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::memory::Reservoir;
 use crate::model::{Model, SparseBatch};
 use crate::rng::{self, Purpose};
+use crate::state::State;
 
 /// Experience replay.
 pub struct Er {
@@ -76,12 +77,9 @@ impl Er {
     }
 }
 
-impl Method for Er {
-    fn name(&self) -> &'static str {
-        "er"
-    }
-
-    fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
+impl Er {
+    /// One step; on error nothing has changed but the generator, which the caller restores.
+    fn step(&mut self, batch: &Batch<'_>) -> Result<f32> {
         check_batch(self.model.as_ref(), &self.heads, batch)?;
         let n = batch.ys.len();
         self.joint_xs.clear();
@@ -107,7 +105,7 @@ impl Method for Er {
             &mut self.grad,
             &mut self.scratch,
         )?;
-        check_loss(loss, batch.task, self.stats.steps)?;
+        check_step(loss, &self.grad, batch.task, self.stats.steps)?;
         sgd_step(
             self.model.params_mut(),
             &self.grad,
@@ -117,6 +115,21 @@ impl Method for Er {
             .offer_batch(batch.xs, batch.ys, batch.task, &mut self.rng);
         self.stats.steps += 1;
         Ok(loss)
+    }
+}
+
+impl Method for Er {
+    fn name(&self) -> &'static str {
+        "er"
+    }
+
+    fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
+        let rng = self.rng.clone();
+        let result = self.step(batch);
+        if result.is_err() {
+            self.rng = rng;
+        }
+        result
     }
 
     fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
@@ -131,6 +144,23 @@ impl Method for Er {
 
     fn stats(&self) -> MethodStats {
         self.stats
+    }
+
+    fn save(&self, state: &mut State) -> Result<()> {
+        state.put_model("model", self.model.as_ref());
+        self.memory.save(state, "memory")?;
+        state.put_rng("rng", &self.rng)?;
+        state.put("stats", &self.stats)
+    }
+
+    fn load(&mut self, state: &State) -> Result<()> {
+        state.load_model("model", self.model.as_mut())?;
+        // Task indices only label the examples; any number of tasks is allowed.
+        self.memory
+            .load(state, "memory", self.model.num_classes(), usize::MAX)?;
+        self.rng = state.rng("rng")?;
+        self.stats = state.get("stats")?;
+        Ok(())
     }
 }
 
@@ -173,6 +203,9 @@ mod tests {
         let mut tasks = er.memory().tasks().to_vec();
         tasks.sort_unstable();
         tasks.dedup();
-        assert!(tasks.len() > 1, "the reservoir holds more than the last task");
+        assert!(
+            tasks.len() > 1,
+            "the reservoir holds more than the last task"
+        );
     }
 }

@@ -20,12 +20,14 @@
 //! parameters and examples), or on a new task's first batch if `end_task` was not called.
 
 use super::{
-    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads,
-    Method, MethodStats,
+    check_batch, check_step, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads, Method,
+    MethodStats,
 };
 use crate::config::EwcParams;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::memory::check_examples;
 use crate::model::{Model, SparseBatch};
+use crate::state::{bounded, State};
 
 /// A consolidated task: its Fisher diagonal and its anchor parameters.
 struct Consolidated {
@@ -140,11 +142,6 @@ impl Method for Ewc {
             self.memory_xs.clear();
             self.memory_ys.clear();
         }
-        let d = self.model.input_dim();
-        let room = self.params.memories_per_task - self.memory_ys.len();
-        let take = room.min(batch.ys.len());
-        self.memory_xs.extend_from_slice(&batch.xs[..take * d]);
-        self.memory_ys.extend_from_slice(&batch.ys[..take]);
 
         let loss = self
             .model
@@ -156,12 +153,17 @@ impl Method for Ewc {
             Some(&mut self.grad),
         );
         let loss = loss + penalty as f32;
-        check_loss(loss, batch.task, self.stats.steps)?;
+        check_step(loss, &self.grad, batch.task, self.stats.steps)?;
         sgd_step(
             self.model.params_mut(),
             &self.grad,
             self.params.learning_rate as f32,
         );
+        let d = self.model.input_dim();
+        let room = self.params.memories_per_task - self.memory_ys.len();
+        let take = room.min(batch.ys.len());
+        self.memory_xs.extend_from_slice(&batch.xs[..take * d]);
+        self.memory_ys.extend_from_slice(&batch.ys[..take]);
         self.stats.steps += 1;
         Ok(loss)
     }
@@ -182,6 +184,53 @@ impl Method for Ewc {
 
     fn stats(&self) -> MethodStats {
         self.stats
+    }
+
+    fn save(&self, state: &mut State) -> Result<()> {
+        state.put_model("model", self.model.as_ref());
+        state.put("current", &self.current)?;
+        state.put_f32("memory.xs", &self.memory_xs);
+        state.put_u32("memory.ys", &self.memory_ys);
+        state.put("consolidated", &self.consolidated.len())?;
+        for (k, task) in self.consolidated.iter().enumerate() {
+            state.put_f32(format!("fisher.{k}"), &task.fisher);
+            state.put_f32(format!("anchor.{k}"), &task.anchor);
+        }
+        state.put("stats", &self.stats)
+    }
+
+    fn load(&mut self, state: &State) -> Result<()> {
+        state.load_model("model", self.model.as_mut())?;
+        let p = self.model.num_params();
+        self.current = state.get("current")?;
+        let ys = state.u32("memory.ys", None)?;
+        bounded(
+            "EWC memory size",
+            ys.len() as u64,
+            self.params.memories_per_task + 1,
+        )?;
+        let xs = state.f32("memory.xs", Some(ys.len() * self.model.input_dim()))?;
+        check_examples("EWC memory", xs, ys, self.model.num_classes())?;
+        let count: usize = state.get("consolidated")?;
+        let mut consolidated = Vec::new();
+        for k in 0..count {
+            let fisher = state.f32(&format!("fisher.{k}"), Some(p))?;
+            let anchor = state.f32(&format!("anchor.{k}"), Some(p))?;
+            if fisher.iter().chain(anchor).any(|v| !v.is_finite()) {
+                return Err(Error::CheckpointContent {
+                    reason: format!("consolidated task {k} holds a NaN or infinite value"),
+                });
+            }
+            consolidated.push(Consolidated {
+                fisher: fisher.to_vec(),
+                anchor: anchor.to_vec(),
+            });
+        }
+        self.memory_xs = xs.to_vec();
+        self.memory_ys = ys.to_vec();
+        self.consolidated = consolidated;
+        self.stats = state.get("stats")?;
+        Ok(())
     }
 }
 
@@ -242,7 +291,10 @@ mod tests {
             .zip(anchor.iter().zip(&ewc.consolidated[0].fisher))
         {
             if f > 0.0 {
-                assert!(g * (p - a) > 0.0, "gradient does not point away from the anchor");
+                assert!(
+                    g * (p - a) > 0.0,
+                    "gradient does not point away from the anchor"
+                );
             } else {
                 assert_eq!(g, 0.0);
             }

@@ -15,7 +15,18 @@
 //! lambda >= 0, so <g~, g_k> >= -eps v_k for every past task.
 //!
 //! Hyper-parameters (paper defaults on both MNIST continua): learning rate 0.1,
-//! `memories_per_task` 256, `margin` 0.5, `eps` 1e-3.
+//! `memories_per_task` 256, `margin` 0.5, `eps` 1e-3. On a class-split benchmark each past
+//! task's memory loss uses that task's head.
+//!
+//! Faults, and what GEM does about them (each is tested):
+//! - a NaN or infinite loss or gradient (of the batch or of a memory) stops the step with
+//!   an error naming the step and task, before anything is changed;
+//! - zero past gradients (a memory the model fits exactly) or duplicated ones (two tasks
+//!   with the same memory) need nothing special: the ridge `eps` keeps the QP strictly
+//!   convex and the projection exact;
+//! - a QP without a trustworthy solution (numerically singular, or not converged) makes
+//!   the step's update zero, the one update that cannot raise any past task's loss; the
+//!   step is counted in `skipped_steps`.
 //!
 //! Differences from the reference implementation: each task's memory has its own write
 //! cursor (the reference shares one across tasks and drops the tail of a batch that wraps),
@@ -33,15 +44,16 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::{
-    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads,
-    Method, MethodStats,
+    check_batch, check_gradient, check_step, load_memories, predict_argmax, predict_argmax_sparse,
+    save_memories, sgd_step, Batch, Heads, Method, MethodStats,
 };
 use crate::config::GemParams;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 use crate::memory::RingMemory;
 use crate::model::{Model, SparseBatch};
-use crate::qp::QpWorkspace;
+use crate::qp::{QpError, QpWorkspace};
+use crate::state::State;
 
 /// Gradient Episodic Memory.
 pub struct Gem {
@@ -207,6 +219,27 @@ impl Gem {
     }
 }
 
+impl Gem {
+    /// Counts a projection, or falls back when the QP had no trustworthy solution (its
+    /// matrix was numerically singular, or it did not converge): the update becomes zero,
+    /// the one step that cannot increase any past task's loss, and the step is counted as
+    /// skipped. Non-finite input is not masked: that error stops the run.
+    fn settle_projection(&mut self, projection: Result<()>) -> Result<()> {
+        match projection {
+            Ok(()) => self.stats.projected_steps += 1,
+            Err(Error::Qp {
+                source: QpError::NotPositiveDefinite | QpError::IterationLimit { .. },
+                ..
+            }) => {
+                self.grad.fill(0.0);
+                self.stats.skipped_steps += 1;
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+}
+
 /// The gradient of the mean loss on `memory` (whose task predicts among `head`), into `row`.
 pub(crate) fn memory_gradient(
     model: &mut dyn Model,
@@ -227,9 +260,13 @@ impl Method for Gem {
 
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
         let head = check_batch(self.model.as_ref(), &self.heads, batch)?;
-        let slot = self.memory_slot(batch.task);
-        self.memories[slot].1.push_batch(batch.xs, batch.ys);
         let p = self.model.num_params();
+        // Nothing changes until every check of the step has passed: a failed step leaves the
+        // method as it was after the previous one (the last good state).
+        let loss = self
+            .model
+            .loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
+        check_step(loss, &self.grad, batch.task, self.stats.steps)?;
 
         // Gradients on every earlier task's memory, one row each.
         let started = Instant::now();
@@ -242,12 +279,8 @@ impl Method for Gem {
         }
         let past = self.past_slots.len();
         self.memory_gradients()?;
+        check_gradient(&self.past_grads[..past * p], batch.task, self.stats.steps)?;
         self.stats.memory_gradient_time += started.elapsed();
-
-        let loss = self
-            .model
-            .loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
-        check_loss(loss, batch.task, self.stats.steps)?;
 
         if past > 0 {
             let started = Instant::now();
@@ -259,8 +292,9 @@ impl Method for Gem {
                 1,
             );
             if self.dots[..past].iter().any(|&d| d < 0.0) {
-                self.project(past, batch.task)?;
-                self.stats.projected_steps += 1;
+                let projection = self.project(past, batch.task);
+                self.settle_projection(projection)?;
+                check_gradient(&self.grad, batch.task, self.stats.steps)?;
             }
             self.stats.projection_time += started.elapsed();
         }
@@ -270,6 +304,8 @@ impl Method for Gem {
             &self.grad,
             self.params.learning_rate as f32,
         );
+        let slot = self.memory_slot(batch.task);
+        self.memories[slot].1.push_batch(batch.xs, batch.ys);
         self.stats.steps += 1;
         Ok(loss)
     }
@@ -287,11 +323,37 @@ impl Method for Gem {
     fn stats(&self) -> MethodStats {
         self.stats
     }
+
+    fn save(&self, state: &mut State) -> Result<()> {
+        state.put_model("model", self.model.as_ref());
+        save_memories(state, "memory", &self.memories)?;
+        state.put("stats", &self.stats)
+    }
+
+    fn load(&mut self, state: &State) -> Result<()> {
+        state.load_model("model", self.model.as_mut())?;
+        // Task indices only label GEM's memories; any number of tasks is allowed.
+        let memories = load_memories(
+            state,
+            "memory",
+            self.params.memories_per_task,
+            self.model.as_ref(),
+            usize::MAX,
+        )?;
+        self.memories.clear();
+        for (task, memory) in memories {
+            let slot = self.memory_slot(task);
+            self.memories[slot].1 = memory;
+        }
+        self.stats = state.get("stats")?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::method::dot;
     use crate::model::{Mlp, MlpConfig};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -464,5 +526,128 @@ mod tests {
             .is_err());
         assert!(gem.memories.iter().all(|(_, m)| m.is_empty()));
         assert_eq!(gem.stats.steps, 0);
+    }
+
+    fn observe_task(gem: &mut Gem, task: usize, xs: &[f32], ys: &[u32]) -> Result<f32> {
+        gem.observe(&Batch { task, xs, ys })
+    }
+
+    /// Zero past gradients (a model with all-zero parameters on a class-balanced memory)
+    /// put no constraint on the update: the step uses the batch gradient unchanged.
+    #[test]
+    fn zero_past_gradients_leave_the_update_alone() {
+        let mut gem = gem(0.5);
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let (xs, _) = batch_data(&mut rng, 6, 0.0);
+        observe_task(&mut gem, 0, &xs, &[0, 1, 2, 0, 1, 2]).unwrap();
+        gem.model.params_mut().fill(0.0);
+        let (xs1, ys1) = batch_data(&mut rng, 6, 1.0);
+        let mut raw = vec![0.0; gem.model.num_params()];
+        gem.model.loss_and_grad(&xs1, &ys1, 0..3, &mut raw).unwrap();
+        observe_task(&mut gem, 1, &xs1, &ys1).unwrap();
+        let p = gem.model.num_params();
+        let row_norm = dot(&gem.past_grads[..p], &gem.past_grads[..p]).sqrt();
+        assert!(row_norm < 1e-6, "the past gradient is {row_norm}, not zero");
+        let diff: Vec<f32> = gem.grad.iter().zip(&raw).map(|(a, b)| a - b).collect();
+        assert!(dot(&diff, &diff).sqrt() <= 1e-5 * dot(&raw, &raw).sqrt().max(1e-12));
+    }
+
+    /// Two past tasks with identical memories give duplicated rows of G: the regularised
+    /// QP still has a unique solution and the projected gradient respects both.
+    #[test]
+    fn duplicated_past_gradients_are_projected_exactly() {
+        let mut gem = gem(0.5);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let (xs, ys) = batch_data(&mut rng, 6, 0.0);
+        observe_task(&mut gem, 0, &xs, &ys).unwrap();
+        observe_task(&mut gem, 1, &xs, &ys).unwrap();
+        let mut projected = 0;
+        for _ in 0..30 {
+            let (xs2, ys2) = batch_data(&mut rng, 6, 1.5);
+            let before = gem.stats.projected_steps;
+            observe_task(&mut gem, 2, &xs2, &ys2).unwrap();
+            if gem.stats.projected_steps > before {
+                projected += 1;
+                let p = gem.model.num_params();
+                assert_eq!(
+                    &gem.past_grads[..p],
+                    &gem.past_grads[p..2 * p],
+                    "duplicated rows"
+                );
+                for k in 0..2 {
+                    let gk = &gem.past_grads[k * p..(k + 1) * p];
+                    let dot: f64 = gk
+                        .iter()
+                        .zip(&gem.grad)
+                        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                        .sum();
+                    assert!(dot >= -1e-3 * gem.dual[k] - 1e-6, "row {k}: {dot}");
+                }
+            }
+        }
+        assert!(projected > 0, "no projection exercised");
+        assert_eq!(gem.stats.skipped_steps, 0);
+    }
+
+    /// A QP without a trustworthy solution makes GEM skip the update (no step is safer than
+    /// an unverified one); any other failure stops the run.
+    #[test]
+    fn an_unsolvable_qp_skips_the_update_instead_of_applying_garbage() {
+        let mut gem = gem(0.5);
+        for source in [
+            QpError::NotPositiveDefinite,
+            QpError::IterationLimit { iterations: 100 },
+        ] {
+            gem.grad.fill(1.0);
+            let skipped = gem.stats.skipped_steps;
+            gem.settle_projection(Err(Error::Qp {
+                task: 1,
+                step: 0,
+                source,
+            }))
+            .unwrap();
+            assert!(gem.grad.iter().all(|&g| g == 0.0));
+            assert_eq!(gem.stats.skipped_steps, skipped + 1);
+        }
+        let err = gem.settle_projection(Err(Error::Qp {
+            task: 1,
+            step: 0,
+            source: QpError::NonFinite { what: "P" },
+        }));
+        assert!(
+            err.is_err(),
+            "non-finite input is an error, not a skipped step"
+        );
+        gem.settle_projection(Ok(())).unwrap();
+        assert_eq!(gem.stats.projected_steps, 1);
+    }
+
+    /// A NaN in a batch stops the step with an error naming it, before anything changes.
+    #[test]
+    fn a_non_finite_gradient_stops_the_step_before_anything_changes() {
+        let mut gem = gem(0.5);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (xs, ys) = batch_data(&mut rng, 4, 0.0);
+        observe_task(&mut gem, 0, &xs, &ys).unwrap();
+        let (mut bad, ys2) = batch_data(&mut rng, 4, 0.0);
+        bad[5] = f32::NAN;
+        let params = gem.model.params().to_vec();
+        let memory = gem.memories[0].1.xs().to_vec();
+        let err = observe_task(&mut gem, 1, &bad, &ys2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NonFiniteLoss {
+                    task: 1,
+                    step: 1,
+                    ..
+                } | Error::NonFiniteGradient { task: 1, step: 1 }
+            ),
+            "{err}"
+        );
+        assert_eq!(gem.model.params(), &params[..]);
+        assert_eq!(gem.memories.len(), 1, "task 1's memory was not created");
+        assert_eq!(gem.memories[0].1.xs(), &memory[..]);
+        assert_eq!(gem.stats.steps, 1);
     }
 }

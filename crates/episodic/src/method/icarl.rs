@@ -36,11 +36,13 @@ use std::ops::Range;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{check_batch, check_loss, sgd_step, Batch, Heads, Method, MethodStats};
+use super::{check_batch, check_step, sgd_step, Batch, Heads, Method, MethodStats};
 use crate::config::IcarlParams;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::memory::check_examples;
 use crate::model::{cross_entropy, Model, SparseBatch};
 use crate::rng::{self, Purpose};
+use crate::state::{bounded, State};
 
 /// One class's exemplars and their stored outputs.
 #[derive(Debug, Clone, Default)]
@@ -122,7 +124,8 @@ impl Icarl {
                 continue;
             }
             let k = self.rng.random_range(0..set.len);
-            self.distill_xs.extend_from_slice(&set.xs[k * d..(k + 1) * d]);
+            self.distill_xs
+                .extend_from_slice(&set.xs[k * d..(k + 1) * d]);
             self.distill_targets
                 .extend_from_slice(&set.targets[k * classes..(k + 1) * classes]);
         }
@@ -193,7 +196,12 @@ impl Icarl {
 
     /// Herding: indices of up to `count` rows of `candidates` whose features (outputs over
     /// `head`) have a running mean closest to the class mean.
-    fn herd(&mut self, candidates: &[f32], count: usize, head: &Range<usize>) -> Result<Vec<usize>> {
+    fn herd(
+        &mut self,
+        candidates: &[f32],
+        count: usize,
+        head: &Range<usize>,
+    ) -> Result<Vec<usize>> {
         let (d, classes) = (self.model.input_dim(), self.model.num_classes());
         let n = candidates.len() / d;
         if n == 0 {
@@ -208,7 +216,9 @@ impl Icarl {
             .collect();
         let mut mean = vec![0.0f64; k];
         for row in features.chunks_exact(k) {
-            mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v / n as f64);
+            mean.iter_mut()
+                .zip(row)
+                .for_each(|(m, &v)| *m += v / n as f64);
         }
         let mut sum = vec![0.0f64; k];
         let mut taken = vec![false; n];
@@ -349,12 +359,11 @@ fn softmax(z: &[f32]) -> Vec<f64> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
-impl Method for Icarl {
-    fn name(&self) -> &'static str {
-        "icarl"
-    }
-
-    fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
+impl Icarl {
+    /// One step; on error nothing has changed but the generator (which the caller
+    /// restores) and, on a new task's first batch, the previous task's consolidation (which
+    /// would happen anyway).
+    fn step(&mut self, batch: &Batch<'_>) -> Result<f32> {
         let head = check_batch(self.model.as_ref(), &self.heads, batch)?;
         if self.current.is_some_and(|(task, _)| task != batch.task) {
             self.consolidate()?;
@@ -362,8 +371,6 @@ impl Method for Icarl {
         if self.current.is_none_or(|(task, _)| task != batch.task) {
             self.current = Some((batch.task, false));
         }
-        self.buffer_xs.extend_from_slice(batch.xs);
-        self.buffer_ys.extend_from_slice(batch.ys);
 
         let classes = self.model.num_classes();
         let ys = batch.ys;
@@ -382,15 +389,32 @@ impl Method for Icarl {
             loss += self.distill(task)?;
         }
         let loss = loss as f32;
-        check_loss(loss, batch.task, self.stats.steps)?;
+        check_step(loss, &self.grad, batch.task, self.stats.steps)?;
         sgd_step(
             self.model.params_mut(),
             &self.grad,
             self.params.learning_rate as f32,
         );
+        self.buffer_xs.extend_from_slice(batch.xs);
+        self.buffer_ys.extend_from_slice(batch.ys);
         self.means_fresh = false;
         self.stats.steps += 1;
         Ok(loss)
+    }
+}
+
+impl Method for Icarl {
+    fn name(&self) -> &'static str {
+        "icarl"
+    }
+
+    fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
+        let rng = self.rng.clone();
+        let result = self.step(batch);
+        if result.is_err() {
+            self.rng = rng;
+        }
+        result
     }
 
     fn end_task(&mut self, _task: usize) -> Result<()> {
@@ -407,6 +431,58 @@ impl Method for Icarl {
 
     fn stats(&self) -> MethodStats {
         self.stats
+    }
+
+    fn save(&self, state: &mut State) -> Result<()> {
+        state.put_model("model", self.model.as_ref());
+        for (class, set) in self.exemplars.iter().enumerate() {
+            state.put_f32(format!("exemplars.{class}.xs"), &set.xs);
+            state.put_f32(format!("exemplars.{class}.targets"), &set.targets);
+        }
+        state.put("consolidated", &self.consolidated)?;
+        state.put("current", &self.current)?;
+        state.put_f32("buffer.xs", &self.buffer_xs);
+        state.put_u32("buffer.ys", &self.buffer_ys);
+        state.put_rng("rng", &self.rng)?;
+        state.put("stats", &self.stats)
+    }
+
+    fn load(&mut self, state: &State) -> Result<()> {
+        state.load_model("model", self.model.as_mut())?;
+        let (d, classes) = (self.model.input_dim(), self.model.num_classes());
+        let mut exemplars = Vec::with_capacity(classes);
+        for class in 0..classes {
+            let xs = state.f32(&format!("exemplars.{class}.xs"), None)?;
+            let len = xs.len() / d;
+            bounded("exemplar count", len as u64, self.params.memory_size + 1)?;
+            let targets = state.f32(&format!("exemplars.{class}.targets"), Some(len * classes))?;
+            if xs.len() != len * d || xs.iter().chain(targets).any(|v| !v.is_finite()) {
+                return Err(Error::CheckpointContent {
+                    reason: format!("exemplars of class {class} are malformed"),
+                });
+            }
+            exemplars.push(Exemplars {
+                xs: xs.to_vec(),
+                targets: targets.to_vec(),
+                len,
+            });
+        }
+        let ys = state.u32("buffer.ys", None)?;
+        let xs = state.f32("buffer.xs", Some(ys.len() * d))?;
+        check_examples("iCaRL buffer", xs, ys, classes)?;
+        let consolidated: Vec<usize> = state.get("consolidated")?;
+        for &task in &consolidated {
+            self.heads.of(task)?;
+        }
+        self.current = state.get("current")?;
+        self.exemplars = exemplars;
+        self.consolidated = consolidated;
+        self.buffer_xs = xs.to_vec();
+        self.buffer_ys = ys.to_vec();
+        self.rng = state.rng("rng")?;
+        self.stats = state.get("stats")?;
+        self.means_fresh = false;
+        Ok(())
     }
 }
 
@@ -474,11 +550,8 @@ mod tests {
         let mean: Vec<f32> = (0..3)
             .map(|j| outputs.chunks(3).map(|r| r[j]).sum::<f32>() / 12.0)
             .collect();
-        let dist = |i: usize| -> f32 {
-            (0..3)
-                .map(|j| (outputs[i * 3 + j] - mean[j]).powi(2))
-                .sum()
-        };
+        let dist =
+            |i: usize| -> f32 { (0..3).map(|j| (outputs[i * 3 + j] - mean[j]).powi(2)).sum() };
         let nearest = (0..12)
             .min_by(|&a, &b| dist(a).total_cmp(&dist(b)))
             .unwrap();
@@ -501,7 +574,11 @@ mod tests {
             let fd = (distillation(&up, &targets, 3, &head, 2.0, &mut scratch)
                 - distillation(&down, &targets, 3, &head, 2.0, &mut scratch))
                 / (2.0 * f64::from(h));
-            assert!((fd - f64::from(d[i])).abs() < 1e-3, "entry {i}: {fd} vs {}", d[i]);
+            assert!(
+                (fd - f64::from(d[i])).abs() < 1e-3,
+                "entry {i}: {fd} vs {}",
+                d[i]
+            );
         }
         assert_eq!(d[0], 0.0, "outside the head");
         let at_target = distillation(&targets, &targets, 3, &head, 2.0, &mut d);

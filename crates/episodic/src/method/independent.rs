@@ -15,13 +15,14 @@
 //! one after another from the run's seed (the reference uses torch's global generator).
 
 use super::{
-    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads,
-    Method, MethodStats, Setup,
+    check_batch, check_step, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads, Method,
+    MethodStats, Setup,
 };
 use crate::config::IndependentParams;
 use crate::error::{Error, Result};
 use crate::model::{Mlp, MlpConfig, Model, SparseBatch};
 use crate::rng::{self, Purpose};
+use crate::state::{bounded, State};
 
 /// One network per task.
 pub struct Independent {
@@ -86,17 +87,32 @@ impl Method for Independent {
         let task = batch.task;
         self.net(task)?;
         let head = check_batch(self.nets[task].as_ref(), &self.heads, batch)?;
-        if !self.started[task] {
-            self.started[task] = true;
-            if let (true, Some(previous)) = (self.params.finetune, self.last_task) {
+        // A task's first batch starts its network from the previous task's; if the step
+        // then fails, the network is put back so that nothing has changed.
+        let restore = match (self.started[task], self.params.finetune, self.last_task) {
+            (false, true, Some(previous)) => {
+                let own = self.nets[task].params().to_vec();
                 let source = self.nets[previous].params().to_vec();
                 self.nets[task].params_mut().copy_from_slice(&source);
+                Some(own)
             }
-        }
-        self.last_task = Some(task);
+            _ => None,
+        };
         let net = &mut self.nets[task];
-        let loss = net.loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
-        check_loss(loss, task, self.stats.steps)?;
+        let checked = net
+            .loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)
+            .and_then(|loss| check_step(loss, &self.grad, task, self.stats.steps).map(|()| loss));
+        let loss = match checked {
+            Ok(loss) => loss,
+            Err(err) => {
+                if let Some(own) = restore {
+                    net.params_mut().copy_from_slice(&own);
+                }
+                return Err(err);
+            }
+        };
+        self.started[task] = true;
+        self.last_task = Some(task);
         sgd_step(
             net.params_mut(),
             &self.grad,
@@ -121,6 +137,38 @@ impl Method for Independent {
     fn stats(&self) -> MethodStats {
         self.stats
     }
+
+    fn save(&self, state: &mut State) -> Result<()> {
+        for (t, net) in self.nets.iter().enumerate() {
+            state.put_model(&format!("net.{t}"), net.as_ref());
+        }
+        state.put("started", &self.started)?;
+        state.put("last_task", &self.last_task)?;
+        state.put("stats", &self.stats)
+    }
+
+    fn load(&mut self, state: &State) -> Result<()> {
+        for (t, net) in self.nets.iter_mut().enumerate() {
+            state.load_model(&format!("net.{t}"), net.as_mut())?;
+        }
+        let started: Vec<bool> = state.get("started")?;
+        if started.len() != self.nets.len() {
+            return Err(Error::CheckpointContent {
+                reason: format!(
+                    "{} task flags for {} networks",
+                    started.len(),
+                    self.nets.len()
+                ),
+            });
+        }
+        let last: Option<u64> = state.get("last_task")?;
+        self.last_task = last
+            .map(|t| bounded("last task", t, self.nets.len()))
+            .transpose()?;
+        self.started = started;
+        self.stats = state.get("stats")?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -140,8 +188,7 @@ mod tests {
         assert_eq!(method.nets[0].num_params(), 6 * 2 + 2 + 2 + 1 + 3 + 3);
         let initial: Vec<Vec<f32>> = method.nets.iter().map(|n| n.params().to_vec()).collect();
         for task in 0..4 {
-            let before: Vec<Vec<f32>> =
-                method.nets.iter().map(|n| n.params().to_vec()).collect();
+            let before: Vec<Vec<f32>> = method.nets.iter().map(|n| n.params().to_vec()).collect();
             for step in 0..5 {
                 let (xs, ys) = random_batch(6, 3, 4, (task * 10 + step) as u64);
                 method
@@ -191,6 +238,12 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(moved < 1e-6);
-        assert!(method.observe(&Batch { task: 2, xs: &xs, ys: &ys }).is_err());
+        assert!(method
+            .observe(&Batch {
+                task: 2,
+                xs: &xs,
+                ys: &ys
+            })
+            .is_err());
     }
 }

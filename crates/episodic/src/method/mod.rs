@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{MethodConfig, MethodKind};
 use crate::error::{Error, Result};
+use crate::memory::RingMemory;
 use crate::model::{argmax_in_head, check_labels, Mlp, MlpConfig, Model, SparseBatch};
 use crate::rng::{self, Purpose};
+use crate::state::{bounded, State};
 
 /// One mini-batch of one task.
 #[derive(Debug, Clone, Copy)]
@@ -50,8 +52,11 @@ pub struct Batch<'a> {
 pub struct MethodStats {
     /// Mini-batches observed.
     pub steps: u64,
-    /// Steps whose gradient was projected (GEM).
+    /// Steps whose gradient was projected (GEM, A-GEM).
     pub projected_steps: u64,
+    /// Steps GEM left without an update because its QP had no trustworthy solution.
+    #[serde(default)]
+    pub skipped_steps: u64,
     /// Time spent on past tasks' memory gradients.
     #[serde(skip)]
     pub memory_gradient_time: Duration,
@@ -137,6 +142,12 @@ pub trait Method: Send {
     }
     /// The run's counters so far.
     fn stats(&self) -> MethodStats;
+    /// Writes everything needed to continue the run (parameters, memories, consolidated
+    /// statistics, random-generator positions, counters) into `state`.
+    fn save(&self, state: &mut State) -> Result<()>;
+    /// Restores a state written by [`Method::save`] of the same method and configuration;
+    /// a state that does not fit is refused and leaves the method unusable for the run.
+    fn load(&mut self, state: &State) -> Result<()>;
 }
 
 /// Builds the method `config` describes for `setup`.
@@ -221,7 +232,9 @@ pub(crate) fn mixed_task_loss_and_grad(
     let d = model.input_dim();
     scratch.order.clear();
     scratch.order.extend(0..n);
-    scratch.order.sort_by_key(|&i| (heads.of(tasks[i]).map(|h| h.start).unwrap_or(0), i));
+    scratch
+        .order
+        .sort_by_key(|&i| (heads.of(tasks[i]).map(|h| h.start).unwrap_or(0), i));
     grad.fill(0.0);
     scratch.grad.resize(grad.len(), 0.0);
     let mut loss = 0.0f64;
@@ -277,6 +290,63 @@ pub(crate) fn check_loss(loss: f32, task: usize, step: u64) -> Result<()> {
             step: step as usize,
         })
     }
+}
+
+/// Stops a run whose loss or gradient diverged, before anything is changed by the step.
+pub(crate) fn check_step(loss: f32, grad: &[f32], task: usize, step: u64) -> Result<()> {
+    check_loss(loss, task, step)?;
+    check_gradient(grad, task, step)
+}
+
+/// Refuses a gradient with a NaN or infinite entry.
+pub(crate) fn check_gradient(grad: &[f32], task: usize, step: u64) -> Result<()> {
+    if grad.iter().all(|g| g.is_finite()) {
+        Ok(())
+    } else {
+        Err(Error::NonFiniteGradient {
+            task,
+            step: step as usize,
+        })
+    }
+}
+
+/// Saves per-task memories (in the order the tasks were first seen) under `prefix`.
+pub(crate) fn save_memories(
+    state: &mut State,
+    prefix: &str,
+    memories: &[(usize, RingMemory)],
+) -> Result<()> {
+    let tasks: Vec<u64> = memories.iter().map(|(t, _)| *t as u64).collect();
+    state.put_u64(format!("{prefix}.tasks"), &tasks);
+    for (i, (_, memory)) in memories.iter().enumerate() {
+        memory.save(state, &format!("{prefix}.{i}"))?;
+    }
+    Ok(())
+}
+
+/// Loads memories saved by [`save_memories`]: each of `capacity` examples of
+/// `model`'s inputs, for fewer than `tasks` tasks.
+pub(crate) fn load_memories(
+    state: &State,
+    prefix: &str,
+    capacity: usize,
+    model: &dyn Model,
+    tasks: usize,
+) -> Result<Vec<(usize, RingMemory)>> {
+    let saved = state.u64(&format!("{prefix}.tasks"), None)?;
+    let mut memories = Vec::with_capacity(saved.len());
+    for (i, &task) in saved.iter().enumerate() {
+        let task = bounded(&format!("{prefix} task"), task, tasks)?;
+        if memories.iter().any(|(t, _)| *t == task) {
+            return Err(Error::CheckpointContent {
+                reason: format!("{prefix} lists task {task} twice"),
+            });
+        }
+        let mut memory = RingMemory::new(capacity, model.input_dim());
+        memory.load(state, &format!("{prefix}.{i}"), model.num_classes())?;
+        memories.push((task, memory));
+    }
+    Ok(memories)
 }
 
 /// Arg-max predictions within `head` of `model` for sparse inputs, through a reusable
@@ -353,7 +423,12 @@ pub(crate) mod tests {
     }
 
     /// `n` random rows of `d` features with labels in `0..classes`.
-    pub(crate) fn random_batch(d: usize, classes: usize, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    pub(crate) fn random_batch(
+        d: usize,
+        classes: usize,
+        n: usize,
+        seed: u64,
+    ) -> (Vec<f32>, Vec<u32>) {
         random_batch_in(d, 0..classes, n, seed)
     }
 
@@ -400,10 +475,14 @@ pub(crate) mod tests {
         )
         .unwrap();
         let rows = |idx: &[usize]| -> Vec<f32> {
-            idx.iter().flat_map(|&i| xs[i * 6..(i + 1) * 6].to_vec()).collect()
+            idx.iter()
+                .flat_map(|&i| xs[i * 6..(i + 1) * 6].to_vec())
+                .collect()
         };
         let (mut g0, mut g1) = (vec![0.0; p], vec![0.0; p]);
-        let l0 = model.loss_and_grad(&rows(&[0, 2]), &[0, 1], 0..2, &mut g0).unwrap();
+        let l0 = model
+            .loss_and_grad(&rows(&[0, 2]), &[0, 1], 0..2, &mut g0)
+            .unwrap();
         let l1 = model
             .loss_and_grad(&rows(&[1, 3, 4]), &[2, 1, 2], 1..3, &mut g1)
             .unwrap();
@@ -411,5 +490,148 @@ pub(crate) mod tests {
         for i in 0..p {
             assert!((grad[i] - (0.4 * g0[i] + 0.6 * g1[i])).abs() < 1e-6);
         }
+    }
+
+    /// Every method with small hyper-parameters, on 3 tasks with a head each.
+    fn every_method() -> Vec<MethodConfig> {
+        use crate::config::*;
+        vec![
+            MethodConfig::Single(SingleParams { learning_rate: 0.1 }),
+            MethodConfig::Independent(IndependentParams {
+                learning_rate: 0.1,
+                finetune: true,
+            }),
+            MethodConfig::Multimodal(MultimodalParams { learning_rate: 0.1 }),
+            MethodConfig::Ewc(EwcParams {
+                learning_rate: 0.1,
+                memories_per_task: 6,
+                strength: 2.0,
+            }),
+            MethodConfig::Icarl(IcarlParams {
+                learning_rate: 0.1,
+                memory_size: 9,
+                strength: 1.0,
+            }),
+            MethodConfig::Agem(AgemParams {
+                learning_rate: 0.1,
+                memories_per_task: 7,
+                sample_size: 5,
+            }),
+            MethodConfig::Er(ErParams {
+                learning_rate: 0.1,
+                memories_per_task: 4,
+            }),
+            MethodConfig::Gem(GemParams {
+                learning_rate: 0.1,
+                memories_per_task: 7,
+                margin: 0.5,
+                eps: 1e-3,
+            }),
+        ]
+    }
+
+    const HEADS: [Range<usize>; 3] = [0..1, 1..2, 2..3];
+
+    fn train(method: &mut dyn Method, tasks: Range<usize>, seed: u64) -> Vec<f32> {
+        let mut losses = Vec::new();
+        for task in tasks {
+            for step in 0..4 {
+                let (xs, ys) =
+                    random_batch_in(6, HEADS[task].clone(), 3, seed + (task * 10 + step) as u64);
+                losses.push(
+                    method
+                        .observe(&Batch {
+                            task,
+                            xs: &xs,
+                            ys: &ys,
+                        })
+                        .unwrap(),
+                );
+            }
+            method.end_task(task).unwrap();
+        }
+        losses
+    }
+
+    #[test]
+    fn every_method_continues_identically_from_its_saved_state() {
+        for config in every_method() {
+            let setup = setup(3, Heads::PerTask(HEADS.to_vec()));
+            let mut original = build(&config, &setup).unwrap();
+            train(original.as_mut(), 0..2, 0);
+            // Mid-task too: one batch of task 2 before saving.
+            let (xs, ys) = random_batch_in(6, 2..3, 3, 99);
+            original
+                .observe(&Batch {
+                    task: 2,
+                    xs: &xs,
+                    ys: &ys,
+                })
+                .unwrap();
+            let mut state = State::default();
+            original.save(&mut state).unwrap();
+
+            let mut resumed = build(&config, &setup).unwrap();
+            resumed.load(&state).unwrap();
+            let counters = |s: MethodStats| (s.steps, s.projected_steps, s.skipped_steps);
+            assert_eq!(
+                counters(resumed.stats()),
+                counters(original.stats()),
+                "{}",
+                config.kind().id()
+            );
+            let a = train(original.as_mut(), 2..3, 7);
+            let b = train(resumed.as_mut(), 2..3, 7);
+            assert_eq!(a, b, "{}: losses differ after resuming", config.kind().id());
+            let (mut sa, mut sb) = (State::default(), State::default());
+            original.save(&mut sa).unwrap();
+            resumed.save(&mut sb).unwrap();
+            assert!(
+                sa == sb,
+                "{}: states differ after resuming",
+                config.kind().id()
+            );
+            let (xs, _) = random_batch(6, 3, 5, 5);
+            let (mut pa, mut pb) = ([0; 5], [0; 5]);
+            for task in 0..3 {
+                original.predict(&xs, task, &mut pa).unwrap();
+                resumed.predict(&xs, task, &mut pb).unwrap();
+                assert_eq!(pa, pb, "{}", config.kind().id());
+            }
+        }
+    }
+
+    #[test]
+    fn a_state_that_does_not_fit_is_refused_without_panicking() {
+        let setup = setup(3, Heads::PerTask(HEADS.to_vec()));
+        let configs = every_method();
+        let mut states = Vec::new();
+        for config in &configs {
+            let mut method = build(config, &setup).unwrap();
+            train(method.as_mut(), 0..1, 3);
+            let mut state = State::default();
+            method.save(&mut state).unwrap();
+            states.push(state);
+        }
+        // Another size of network.
+        let mut wider = setup.clone();
+        wider.model.hidden = vec![9, 4];
+        for (config, state) in configs.iter().zip(&states) {
+            let mut method = build(config, &wider).unwrap();
+            assert!(
+                method.load(state).is_err(),
+                "{} accepted another network",
+                config.kind().id()
+            );
+            // An empty state.
+            assert!(method.load(&State::default()).is_err());
+        }
+        // A NaN parameter.
+        let mut poisoned = states[0].clone();
+        let mut params = poisoned.f32("model", None).unwrap().to_vec();
+        params[3] = f32::NAN;
+        poisoned.put_f32("model", &params);
+        let mut single = build(&configs[0], &setup).unwrap();
+        assert!(single.load(&poisoned).is_err());
     }
 }

@@ -20,13 +20,14 @@
 //! `nn.Linear` initialisation and zeroes only some biases).
 
 use super::{
-    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads,
-    Method, MethodStats, Setup,
+    check_batch, check_step, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads, Method,
+    MethodStats, Setup,
 };
 use crate::config::MultimodalParams;
 use crate::error::{Error, Result};
 use crate::model::{Mlp, MlpConfig, Model, SparseBatch};
 use crate::rng::{self, Purpose};
+use crate::state::{bounded, State};
 
 /// Per-task input layers over a shared network.
 pub struct Multimodal {
@@ -115,7 +116,7 @@ impl Method for Multimodal {
         let net = &mut self.nets[batch.task];
         let head = check_batch(net.as_ref(), &self.heads, batch)?;
         let loss = net.loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
-        check_loss(loss, batch.task, self.stats.steps)?;
+        check_step(loss, &self.grad, batch.task, self.stats.steps)?;
         sgd_step(
             net.params_mut(),
             &self.grad,
@@ -140,6 +141,24 @@ impl Method for Multimodal {
     fn stats(&self) -> MethodStats {
         self.stats
     }
+
+    fn save(&self, state: &mut State) -> Result<()> {
+        for (t, net) in self.nets.iter().enumerate() {
+            state.put_model(&format!("net.{t}"), net.as_ref());
+        }
+        state.put("owner", &self.owner)?;
+        state.put("stats", &self.stats)
+    }
+
+    fn load(&mut self, state: &State) -> Result<()> {
+        for (t, net) in self.nets.iter_mut().enumerate() {
+            state.load_model(&format!("net.{t}"), net.as_mut())?;
+        }
+        let owner: u64 = state.get("owner")?;
+        self.owner = bounded("owner", owner, self.nets.len())?;
+        self.stats = state.get("stats")?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -154,10 +173,16 @@ mod tests {
         let k = method.input_layer_len;
         assert_eq!(k, 6 * 8 + 8);
         // 6-8 | 8-8-4-3
-        assert_eq!(method.nets[0].num_params(), k + 8 * 8 + 8 + 8 * 4 + 4 + 4 * 3 + 3);
+        assert_eq!(
+            method.nets[0].num_params(),
+            k + 8 * 8 + 8 + 8 * 4 + 4 + 4 * 3 + 3
+        );
         for task in 0..3 {
-            let inputs: Vec<Vec<f32>> =
-                method.nets.iter().map(|n| n.params()[..k].to_vec()).collect();
+            let inputs: Vec<Vec<f32>> = method
+                .nets
+                .iter()
+                .map(|n| n.params()[..k].to_vec())
+                .collect();
             let (xs, ys) = random_batch(6, 3, 4, task as u64);
             method
                 .observe(&Batch {

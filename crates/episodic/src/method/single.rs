@@ -5,12 +5,13 @@
 //! (0.03 on MNIST Permutations, 0.003 on MNIST Rotations). Same as the reference.
 
 use super::{
-    check_batch, check_loss, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads,
-    Method, MethodStats,
+    check_batch, check_step, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads, Method,
+    MethodStats,
 };
 use crate::config::SingleParams;
 use crate::error::Result;
 use crate::model::{Model, SparseBatch};
+use crate::state::State;
 
 /// Fine-tuning of one network.
 pub struct Single {
@@ -46,7 +47,7 @@ impl Method for Single {
         let loss = self
             .model
             .loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
-        check_loss(loss, batch.task, self.stats.steps)?;
+        check_step(loss, &self.grad, batch.task, self.stats.steps)?;
         sgd_step(
             self.model.params_mut(),
             &self.grad,
@@ -68,5 +69,16 @@ impl Method for Single {
 
     fn stats(&self) -> MethodStats {
         self.stats
+    }
+
+    fn save(&self, state: &mut State) -> Result<()> {
+        state.put_model("model", self.model.as_ref());
+        state.put("stats", &self.stats)
+    }
+
+    fn load(&mut self, state: &State) -> Result<()> {
+        state.load_model("model", self.model.as_mut())?;
+        self.stats = state.get("stats")?;
+        Ok(())
     }
 }

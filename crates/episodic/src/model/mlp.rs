@@ -469,9 +469,13 @@ mod tests {
         for (i, &analytic) in grad.iter().enumerate() {
             let orig = mlp.params()[i];
             mlp.params_mut()[i] = orig + h;
-            let up = mlp.loss_and_grad(xs, ys, head.clone(), &mut scratch).unwrap();
+            let up = mlp
+                .loss_and_grad(xs, ys, head.clone(), &mut scratch)
+                .unwrap();
             mlp.params_mut()[i] = orig - h;
-            let down = mlp.loss_and_grad(xs, ys, head.clone(), &mut scratch).unwrap();
+            let down = mlp
+                .loss_and_grad(xs, ys, head.clone(), &mut scratch)
+                .unwrap();
             mlp.params_mut()[i] = orig;
             let fd = (up - down) / (2.0 * h);
             let err = (fd - analytic).abs() / (1e-2 + analytic.abs());
@@ -534,8 +538,12 @@ mod tests {
             .loss_and_grad(&xs, &[0, 1, 2, 0], 1..3, &mut grad)
             .unwrap_err();
         assert!(matches!(outside, Error::LabelOutsideHead { label: 0, .. }));
-        assert!(mlp.loss_and_grad(&xs, &[1, 1, 2, 1], 2..2, &mut grad).is_err());
-        assert!(mlp.loss_and_grad(&xs, &[1, 1, 2, 1], 1..4, &mut grad).is_err());
+        assert!(mlp
+            .loss_and_grad(&xs, &[1, 1, 2, 1], 2..2, &mut grad)
+            .is_err());
+        assert!(mlp
+            .loss_and_grad(&xs, &[1, 1, 2, 1], 1..4, &mut grad)
+            .is_err());
         assert!(mlp.logits(&xs, &mut [0.0; 3]).is_err());
     }
 
