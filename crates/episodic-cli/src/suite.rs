@@ -106,7 +106,7 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
             seconds: results.timing.total_seconds,
         });
         // Rewritten after every run, so an interrupted suite keeps its summary so far.
-        results::write_atomically(&csv_path, summary_csv(&rows).as_bytes())?;
+        results::write_atomically(&csv_path, summary_csv(&rows).trim_end().as_bytes())?;
     }
     bar.finish_and_clear();
     print!("{}", summary_table(&rows));

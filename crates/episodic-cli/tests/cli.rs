@@ -378,3 +378,109 @@ fn flip_bytes(path: &Path) {
     }
     std::fs::write(path, bytes).unwrap();
 }
+
+#[test]
+fn suite_runs_every_applicable_method_and_summarises_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("suite");
+    let args = [
+        "suite",
+        "--benchmark",
+        "mnist-split",
+        "--seeds",
+        "0,1",
+        "--methods",
+        "single,icarl,gem",
+        "--tasks",
+        "2",
+        "--samples-per-task",
+        "30",
+        "--threads",
+        "1",
+        "--eval-every",
+        "2",
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
+    let output = episodic(&args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for method in ["single", "icarl", "gem"] {
+        for seed in [0, 1] {
+            let file = out.join(format!("{method}-mnist-split-seed{seed}.json"));
+            let results: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            assert_eq!(results["config"]["method"]["name"], method);
+            assert_eq!(results["config"]["seed"], seed);
+        }
+        assert!(stdout.contains(&format!("| mnist-split | {method} | 2 |")), "{stdout}");
+    }
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "method,benchmark,seed,acc,bwt,fwt,seconds");
+    assert_eq!(lines.len(), 7, "{csv}");
+    assert!(out.join("report/index.html").is_file());
+    assert!(out.join("report/fig1-metrics.svg").is_file());
+    // A second run keeps what is already there.
+    let again = episodic(&args);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("kept"));
+
+    // No method of the list applies to the benchmark.
+    assert_clean_error(
+        &episodic(&[
+            "suite",
+            "--benchmark",
+            "mnist-permutations",
+            "--methods",
+            "icarl",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ]),
+        "--methods",
+    );
+}
+
+#[test]
+fn every_method_gives_the_same_results_at_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    for (method, benchmark) in [
+        ("single", "mnist-permutations"),
+        ("independent", "mnist-permutations"),
+        ("multimodal", "mnist-rotations"),
+        ("ewc", "mnist-permutations"),
+        ("icarl", "mnist-split"),
+        ("agem", "mnist-permutations"),
+        ("er", "mnist-split"),
+        ("gem", "mnist-rotations"),
+    ] {
+        let results: Vec<serde_json::Value> = ["1", "2"]
+            .iter()
+            .map(|threads| {
+                let out = dir.path().join(format!("{method}-{threads}.json"));
+                let output = small_run(
+                    &out,
+                    &[
+                        "--method",
+                        method,
+                        "--benchmark",
+                        benchmark,
+                        "--tasks",
+                        if benchmark == "mnist-split" { "5" } else { "3" },
+                        "--samples-per-task",
+                        "40",
+                        "--threads",
+                        threads,
+                    ],
+                );
+                assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+                let mut value: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+                value.as_object_mut().unwrap().remove("timing");
+                value["config"].as_object_mut().unwrap().remove("threads");
+                value
+            })
+            .collect();
+        assert_eq!(results[0], results[1], "{method}: 1 and 2 threads differ");
+    }
+}

@@ -134,3 +134,18 @@ fn directory_keeps_two_and_falls_back_past_a_corrupt_newest() {
         "{err}"
     );
 }
+
+#[test]
+fn unverified_decoding_skips_only_the_checksums() {
+    let bytes = sample(3).to_bytes().unwrap();
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    let path = Path::new("c");
+    assert!(Checkpoint::from_bytes(path, &flipped).is_err());
+    let examined = Checkpoint::from_bytes_unverified(path, &flipped).unwrap();
+    assert_eq!(examined.progress.step, 3);
+    assert_ne!(examined.state, sample(3).state, "the damage is visible");
+    // Structure is still checked.
+    assert!(Checkpoint::from_bytes_unverified(path, &bytes[..bytes.len() - 4]).is_err());
+}
