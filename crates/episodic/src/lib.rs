@@ -6,11 +6,14 @@
 //! The pieces, in the order data flows through them:
 //!
 //! - [`data`]: MNIST IDX files (checked on load), per-task pixel maps, [`data::Benchmark`]s
-//!   (MNIST Permutations, MNIST Rotations) and the training [`data::Stream`];
-//! - [`model`]: the [`model::Model`] trait (flat parameters) and a native MLP on `gemm`;
-//! - [`method`]: the [`method::Method`] trait, `single` and `gem`; [`memory`] and [`qp`] serve GEM;
+//!   (MNIST Permutations, MNIST Rotations, class-split MNIST) and the training [`data::Stream`];
+//! - [`model`]: the [`model::Model`] trait (flat parameters, per-task heads) and a native MLP on
+//!   `gemm`;
+//! - [`method`]: the [`method::Method`] trait and the methods (`single`, `independent`,
+//!   `multimodal`, `ewc`, `icarl`, `agem`, `er`, `gem`); [`memory`] and [`qp`] serve them;
 //! - [`experiment`]: the one training/evaluation loop; [`metrics`]: ACC, BWT, FWT;
-//!   [`results`]: the results JSON.
+//!   [`results`]: the results JSON;
+//! - [`checkpoint`] and [`state`]: saving a run and continuing it.
 //!
 //! ```no_run
 //! use episodic::{config::{ExperimentConfig, MethodKind}, data::{BenchmarkKind, Checksums, Mnist}};

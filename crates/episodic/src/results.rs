@@ -58,7 +58,7 @@ pub struct RunResults {
     pub metrics_reference_convention: Metrics,
     /// Test accuracy of each task at initialisation (b).
     pub baseline: Vec<f64>,
-    /// R[i][j]: accuracy on task j after training task i.
+    /// `R[i][j]`: accuracy on task j after training task i.
     pub accuracy_matrix: Vec<Vec<f64>>,
     /// Every evaluation, in order, with its step.
     pub evaluations: Vec<Evaluation>,

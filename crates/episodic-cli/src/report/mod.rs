@@ -100,7 +100,7 @@ struct RunFile {
     config: ConfigFile,
     /// ACC, BWT, FWT (paper convention).
     metrics: MetricsFile,
-    /// R[i][j]: accuracy on task j after training task i.
+    /// `R[i][j]`: accuracy on task j after training task i.
     accuracy_matrix: Vec<Vec<f64>>,
     /// Accuracy of each task at initialisation.
     #[serde(default)]
