@@ -4,7 +4,8 @@ use episodic::config::{
     AgemParams, ErParams, EwcParams, GemParams, IcarlParams, IndependentParams, MethodConfig,
     MultimodalParams, SingleParams,
 };
-use episodic::method::{Heads, Setup};
+use episodic::checkpoint::Checkpoint;
+use episodic::method::{self, Batch, Heads, Setup};
 use episodic::model::MlpConfig;
 
 /// A 6-8-4-3 network on 3 tasks with a head each.
@@ -57,4 +58,29 @@ pub fn methods() -> Vec<MethodConfig> {
             eps: 1e-3,
         }),
     ]
+}
+
+/// Loads `checkpoint`'s state into every method of [`setup`]; each method that accepts it
+/// trains one step, ends the task and predicts for every task. Nothing may panic.
+pub fn exercise(checkpoint: &Checkpoint) {
+    let setup = setup();
+    for config in methods() {
+        let Ok(mut method) = method::build(&config, &setup) else {
+            continue;
+        };
+        if method.load(&checkpoint.state).is_err() {
+            continue;
+        }
+        let xs = [0.5f32; 12];
+        let _ = method.observe(&Batch {
+            task: 1,
+            xs: &xs,
+            ys: &[1, 1],
+        });
+        let _ = method.end_task(1);
+        let mut out = [0u32; 2];
+        for task in 0..3 {
+            let _ = method.predict(&xs, task, &mut out);
+        }
+    }
 }

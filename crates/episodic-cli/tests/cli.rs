@@ -404,7 +404,11 @@ fn suite_runs_every_applicable_method_and_summarises_them() {
     ];
     let output = episodic(&args);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     for method in ["single", "icarl", "gem"] {
         for seed in [0, 1] {
             let file = out.join(format!("{method}-mnist-split-seed{seed}.json"));
@@ -413,7 +417,10 @@ fn suite_runs_every_applicable_method_and_summarises_them() {
             assert_eq!(results["config"]["method"]["name"], method);
             assert_eq!(results["config"]["seed"], seed);
         }
-        assert!(stdout.contains(&format!("| mnist-split | {method} | 2 |")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("| mnist-split | {method} | 2 |")),
+            "{stdout}"
+        );
     }
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
@@ -473,7 +480,11 @@ fn every_method_gives_the_same_results_at_any_thread_count() {
                         threads,
                     ],
                 );
-                assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+                assert!(
+                    output.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
                 let mut value: serde_json::Value =
                     serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
                 value.as_object_mut().unwrap().remove("timing");

@@ -24,13 +24,13 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{
     check_batch, check_gradient, check_step, dot, load_memories, mixed_task_loss_and_grad,
-    predict_argmax, predict_argmax_sparse, save_memories, sgd_step, Batch, Heads, Method,
-    MethodStats, MixedScratch,
+    restoring_rng_on_error, save_memories, sgd_step, Batch, Heads, Method, MethodStats,
+    MixedScratch,
 };
 use crate::config::AgemParams;
 use crate::error::Result;
 use crate::memory::RingMemory;
-use crate::model::{Model, SparseBatch};
+use crate::model::Model;
 use crate::rng::{self, Purpose};
 use crate::state::State;
 
@@ -176,27 +176,10 @@ impl Method for Agem {
     }
 
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
-        let rng = self.rng.clone();
-        let result = self.step(batch);
-        if result.is_err() {
-            self.rng = rng;
-        }
-        result
+        restoring_rng_on_error(self, |m| &mut m.rng, |m| m.step(batch))
     }
 
-    fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
-        let head = self.heads.of(task)?;
-        predict_argmax(self.model.as_mut(), &mut self.logits, xs, head, out)
-    }
-
-    fn predict_sparse(&mut self, xs: &SparseBatch, task: usize, out: &mut [u32]) -> Result<()> {
-        let head = self.heads.of(task)?;
-        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, head, out)
-    }
-
-    fn stats(&self) -> MethodStats {
-        self.stats
-    }
+    one_network_predictions!();
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());

@@ -19,14 +19,11 @@
 //! when the first batch of the next one arrives; we do it at [`Method::end_task`] (the same
 //! parameters and examples), or on a new task's first batch if `end_task` was not called.
 
-use super::{
-    check_batch, check_step, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads, Method,
-    MethodStats,
-};
+use super::{check_batch, check_step, sgd_step, Batch, Heads, Method, MethodStats};
 use crate::config::EwcParams;
 use crate::error::{Error, Result};
 use crate::memory::check_examples;
-use crate::model::{Model, SparseBatch};
+use crate::model::Model;
 use crate::state::{bounded, State};
 
 /// A consolidated task: its Fisher diagonal and its anchor parameters.
@@ -172,19 +169,7 @@ impl Method for Ewc {
         self.consolidate()
     }
 
-    fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
-        let head = self.heads.of(task)?;
-        predict_argmax(self.model.as_mut(), &mut self.logits, xs, head, out)
-    }
-
-    fn predict_sparse(&mut self, xs: &SparseBatch, task: usize, out: &mut [u32]) -> Result<()> {
-        let head = self.heads.of(task)?;
-        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, head, out)
-    }
-
-    fn stats(&self) -> MethodStats {
-        self.stats
-    }
+    one_network_predictions!();
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());

@@ -44,14 +44,14 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::{
-    check_batch, check_gradient, check_step, load_memories, predict_argmax, predict_argmax_sparse,
-    save_memories, sgd_step, Batch, Heads, Method, MethodStats,
+    check_batch, check_gradient, check_step, load_memories, save_memories, sgd_step, Batch, Heads,
+    Method, MethodStats,
 };
 use crate::config::GemParams;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 use crate::memory::RingMemory;
-use crate::model::{Model, SparseBatch};
+use crate::model::Model;
 use crate::qp::{QpError, QpWorkspace};
 use crate::state::State;
 
@@ -310,19 +310,7 @@ impl Method for Gem {
         Ok(loss)
     }
 
-    fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
-        let head = self.heads.of(task)?;
-        predict_argmax(self.model.as_mut(), &mut self.logits, xs, head, out)
-    }
-
-    fn predict_sparse(&mut self, xs: &SparseBatch, task: usize, out: &mut [u32]) -> Result<()> {
-        let head = self.heads.of(task)?;
-        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, head, out)
-    }
-
-    fn stats(&self) -> MethodStats {
-        self.stats
-    }
+    one_network_predictions!();
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());

@@ -36,7 +36,9 @@ use std::ops::Range;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{check_batch, check_step, sgd_step, Batch, Heads, Method, MethodStats};
+use super::{
+    check_batch, check_step, restoring_rng_on_error, sgd_step, Batch, Heads, Method, MethodStats,
+};
 use crate::config::IcarlParams;
 use crate::error::{Error, Result};
 use crate::memory::check_examples;
@@ -409,12 +411,7 @@ impl Method for Icarl {
     }
 
     fn observe(&mut self, batch: &Batch<'_>) -> Result<f32> {
-        let rng = self.rng.clone();
-        let result = self.step(batch);
-        if result.is_err() {
-            self.rng = rng;
-        }
-        result
+        restoring_rng_on_error(self, |m| &mut m.rng, |m| m.step(batch))
     }
 
     fn end_task(&mut self, _task: usize) -> Result<()> {

@@ -6,6 +6,32 @@
 //! [`Method::predict`] (any time) with the task's identity, which on a class-split benchmark
 //! selects the task's head.
 
+/// `predict`, `predict_sparse` and `stats` of a method that predicts with one network: the
+/// implementing type has fields `model: Box<dyn Model>`, `heads: Heads`, `logits: Vec<f32>`
+/// and `stats: MethodStats`.
+macro_rules! one_network_predictions {
+    () => {
+        fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
+            let head = self.heads.of(task)?;
+            super::predict_argmax(self.model.as_mut(), &mut self.logits, xs, head, out)
+        }
+
+        fn predict_sparse(
+            &mut self,
+            xs: &crate::model::SparseBatch,
+            task: usize,
+            out: &mut [u32],
+        ) -> Result<()> {
+            let head = self.heads.of(task)?;
+            super::predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, head, out)
+        }
+
+        fn stats(&self) -> MethodStats {
+            self.stats
+        }
+    };
+}
+
 mod agem;
 mod er;
 mod ewc;
@@ -308,6 +334,21 @@ pub(crate) fn check_gradient(grad: &[f32], task: usize, step: u64) -> Result<()>
             step: step as usize,
         })
     }
+}
+
+/// Runs one step of a method with a random generator, putting the generator back if the step
+/// fails, so that a failed step changes nothing (`rng` picks the generator out of the method).
+pub(crate) fn restoring_rng_on_error<M>(
+    method: &mut M,
+    rng: fn(&mut M) -> &mut rand_chacha::ChaCha8Rng,
+    step: impl FnOnce(&mut M) -> Result<f32>,
+) -> Result<f32> {
+    let saved = rng(method).clone();
+    let result = step(method);
+    if result.is_err() {
+        *rng(method) = saved;
+    }
+    result
 }
 
 /// Saves per-task memories (in the order the tasks were first seen) under `prefix`.

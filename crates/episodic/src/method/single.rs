@@ -4,13 +4,10 @@
 //! forgotten as later ones are learned. Hyper-parameter: the learning rate
 //! (0.03 on MNIST Permutations, 0.003 on MNIST Rotations). Same as the reference.
 
-use super::{
-    check_batch, check_step, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads, Method,
-    MethodStats,
-};
+use super::{check_batch, check_step, sgd_step, Batch, Heads, Method, MethodStats};
 use crate::config::SingleParams;
 use crate::error::Result;
-use crate::model::{Model, SparseBatch};
+use crate::model::Model;
 use crate::state::State;
 
 /// Fine-tuning of one network.
@@ -57,19 +54,7 @@ impl Method for Single {
         Ok(loss)
     }
 
-    fn predict(&mut self, xs: &[f32], task: usize, out: &mut [u32]) -> Result<()> {
-        let head = self.heads.of(task)?;
-        predict_argmax(self.model.as_mut(), &mut self.logits, xs, head, out)
-    }
-
-    fn predict_sparse(&mut self, xs: &SparseBatch, task: usize, out: &mut [u32]) -> Result<()> {
-        let head = self.heads.of(task)?;
-        predict_argmax_sparse(self.model.as_mut(), &mut self.logits, xs, head, out)
-    }
-
-    fn stats(&self) -> MethodStats {
-        self.stats
-    }
+    one_network_predictions!();
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
