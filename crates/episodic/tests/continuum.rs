@@ -69,3 +69,73 @@ fn results_depend_only_on_the_seed() {
         "same initialisation, same test sets"
     );
 }
+
+/// Library-level resume: every method continues from a mid-run checkpoint to the same
+/// results; a checkpoint of another configuration is refused.
+#[test]
+fn every_method_resumes_from_a_mid_run_checkpoint_to_the_same_results() {
+    use episodic::checkpoint::CheckpointDir;
+    use episodic::experiment::Checkpointing;
+
+    let data = data();
+    for method in MethodKind::ALL {
+        let benchmark = if method == MethodKind::Icarl {
+            BenchmarkKind::MnistSplit
+        } else {
+            BenchmarkKind::MnistRotations
+        };
+        let mut config = ExperimentConfig::paper(benchmark, method, 1);
+        config.tasks = if benchmark == BenchmarkKind::MnistSplit {
+            2
+        } else {
+            3
+        };
+        config.samples_per_task = 60;
+        config.eval_every = Some(4);
+        let whole = experiment::run(&config, data.clone(), &mut |_| {}).unwrap();
+
+        let tmp = tempfile::tempdir().unwrap();
+        let checkpointing = Checkpointing {
+            dir: CheckpointDir::new(tmp.path()),
+            every: Some(5),
+        };
+        experiment::run_resumable(
+            &config,
+            data.clone(),
+            &mut |_| {},
+            Some(&checkpointing),
+            None,
+        )
+        .unwrap();
+        // Resume from the older of the two kept checkpoints (mid-run), not the final one.
+        let files = checkpointing.dir.files().unwrap();
+        let bytes = std::fs::read(&files[1].1).unwrap();
+        let checkpoint = episodic::checkpoint::Checkpoint::from_bytes(&files[1].1, &bytes).unwrap();
+        assert!(checkpoint.progress.step < whole.steps, "{}", method.id());
+
+        let mut other = config.clone();
+        other.seed += 1;
+        let refused = experiment::run_resumable(
+            &other,
+            data.clone(),
+            &mut |_| {},
+            None,
+            Some(checkpoint.clone()),
+        );
+        assert!(
+            refused.is_err(),
+            "{}: another configuration was accepted",
+            method.id()
+        );
+
+        let resumed =
+            experiment::run_resumable(&config, data.clone(), &mut |_| {}, None, Some(checkpoint))
+                .unwrap();
+        let strip = |r: &RunResults| {
+            let mut r = r.clone();
+            r.timing = Default::default();
+            r
+        };
+        assert_eq!(strip(&resumed), strip(&whole), "{}", method.id());
+    }
+}

@@ -675,4 +675,66 @@ pub(crate) mod tests {
         let mut single = build(&configs[0], &setup).unwrap();
         assert!(single.load(&poisoned).is_err());
     }
+
+    #[test]
+    fn out_of_range_values_in_a_state_are_refused() {
+        let setup = setup(3, Heads::PerTask(HEADS.to_vec()));
+        let configs = every_method();
+        let saved = |config: &MethodConfig| {
+            let mut method = build(config, &setup).unwrap();
+            train(method.as_mut(), 0..2, 4);
+            let mut state = State::default();
+            method.save(&mut state).unwrap();
+            state
+        };
+        let refuses = |config: &MethodConfig, state: &State, what: &str| {
+            let mut method = build(config, &setup).unwrap();
+            let err = method.load(state).expect_err(what);
+            assert!(
+                matches!(err, Error::CheckpointContent { .. }),
+                "{what}: {err}"
+            );
+        };
+        // GEM (index 7): a label beyond the classes, a task index, a cursor, a memory size.
+        let gem = &configs[7];
+        let mut state = saved(gem);
+        state.put_u32("memory.0.ys", &[0, 0, 0, 0, 0, 0, 9]);
+        refuses(gem, &state, "label 9 of 3 classes");
+        let mut state = saved(gem);
+        state.put_u64("memory.tasks", &[0, u64::MAX]);
+        refuses(gem, &state, "task index u64::MAX");
+        let mut state = saved(gem);
+        state.put("memory.0.cursor", &99u64).unwrap();
+        refuses(gem, &state, "cursor beyond the capacity");
+        let mut state = saved(gem);
+        state.put_u32("memory.0.ys", &[0; 8]);
+        state.put_f32("memory.0.xs", &[0.0; 8 * 6]);
+        refuses(gem, &state, "more memories than the capacity");
+        // ER (index 6): a reservoir that held more than it saw.
+        let er = &configs[6];
+        let mut state = saved(er);
+        state.put("memory.seen", &1u64).unwrap();
+        refuses(er, &state, "seen below the size");
+        // Independent (index 1): a last task beyond the networks.
+        let independent = &configs[1];
+        let mut state = saved(independent);
+        state.put("last_task", &Some(7u64)).unwrap();
+        refuses(independent, &state, "last task 7 of 3");
+        // iCaRL (index 4): a consolidated task without a head.
+        let icarl = &configs[4];
+        let mut state = saved(icarl);
+        state.put("consolidated", &vec![0usize, 5]).unwrap();
+        let mut method = build(icarl, &setup).unwrap();
+        assert!(method.load(&state).is_err(), "task 5 has no head");
+        // A generator position that is not a number.
+        let agem = &configs[5];
+        let mut state = saved(agem);
+        state
+            .put(
+                "rng",
+                &serde_json::json!({"seed": vec![0u8; 32], "stream": 4, "word_pos": "x"}),
+            )
+            .unwrap();
+        refuses(agem, &state, "bad generator position");
+    }
 }
