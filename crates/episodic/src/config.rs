@@ -251,20 +251,9 @@ impl MethodConfig {
 
     /// The SGD step size.
     pub fn learning_rate(&self) -> f64 {
-        *self.learning_rate_ref()
-    }
-
-    fn learning_rate_ref(&self) -> &f64 {
-        match self {
-            Self::Single(p) => &p.learning_rate,
-            Self::Independent(p) => &p.learning_rate,
-            Self::Multimodal(p) => &p.learning_rate,
-            Self::Ewc(p) => &p.learning_rate,
-            Self::Icarl(p) => &p.learning_rate,
-            Self::Agem(p) => &p.learning_rate,
-            Self::Er(p) => &p.learning_rate,
-            Self::Gem(p) => &p.learning_rate,
-        }
+        // The configuration is a small `Copy` value: read a copy through the one accessor.
+        let mut copy = *self;
+        *copy.learning_rate_mut()
     }
 
     fn learning_rate_mut(&mut self) -> &mut f64 {

@@ -140,6 +140,21 @@ impl State {
         Ok(())
     }
 
+    /// Stores the parameters of each of `models` under `prefix.0`, `prefix.1`, ...
+    pub fn put_models(&mut self, prefix: &str, models: &[Box<dyn Model>]) {
+        for (i, model) in models.iter().enumerate() {
+            self.put_model(&format!("{prefix}.{i}"), model.as_ref());
+        }
+    }
+
+    /// Loads parameters saved by [`State::put_models`] into `models`, one by one.
+    pub fn load_models(&self, prefix: &str, models: &mut [Box<dyn Model>]) -> Result<()> {
+        for (i, model) in models.iter_mut().enumerate() {
+            self.load_model(&format!("{prefix}.{i}"), model.as_mut())?;
+        }
+        Ok(())
+    }
+
     /// Stores where `rng` stands under `name`.
     pub fn put_rng(&mut self, name: &str, rng: &ChaCha8Rng) -> Result<()> {
         self.put(

@@ -381,14 +381,11 @@ impl Icarl {
             &mut self.grad,
             &mut |logits, dlogits| cross_entropy(logits, classes, ys, head.clone(), dlogits),
         )?);
-        let past: Vec<usize> = self
-            .consolidated
-            .iter()
-            .copied()
-            .filter(|&t| t != batch.task)
-            .collect();
-        for task in past {
-            loss += self.distill(task)?;
+        for k in 0..self.consolidated.len() {
+            let task = self.consolidated[k];
+            if task != batch.task {
+                loss += self.distill(task)?;
+            }
         }
         let loss = loss as f32;
         check_step(loss, &self.grad, batch.task, self.stats.steps)?;

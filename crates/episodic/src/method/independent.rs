@@ -139,18 +139,14 @@ impl Method for Independent {
     }
 
     fn save(&self, state: &mut State) -> Result<()> {
-        for (t, net) in self.nets.iter().enumerate() {
-            state.put_model(&format!("net.{t}"), net.as_ref());
-        }
+        state.put_models("net", &self.nets);
         state.put("started", &self.started)?;
         state.put("last_task", &self.last_task)?;
         state.put("stats", &self.stats)
     }
 
     fn load(&mut self, state: &State) -> Result<()> {
-        for (t, net) in self.nets.iter_mut().enumerate() {
-            state.load_model(&format!("net.{t}"), net.as_mut())?;
-        }
+        state.load_models("net", &mut self.nets)?;
         let started: Vec<bool> = state.get("started")?;
         if started.len() != self.nets.len() {
             return Err(Error::CheckpointContent {

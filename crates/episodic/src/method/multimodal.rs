@@ -143,17 +143,13 @@ impl Method for Multimodal {
     }
 
     fn save(&self, state: &mut State) -> Result<()> {
-        for (t, net) in self.nets.iter().enumerate() {
-            state.put_model(&format!("net.{t}"), net.as_ref());
-        }
+        state.put_models("net", &self.nets);
         state.put("owner", &self.owner)?;
         state.put("stats", &self.stats)
     }
 
     fn load(&mut self, state: &State) -> Result<()> {
-        for (t, net) in self.nets.iter_mut().enumerate() {
-            state.load_model(&format!("net.{t}"), net.as_mut())?;
-        }
+        state.load_models("net", &mut self.nets)?;
         let owner: u64 = state.get("owner")?;
         self.owner = bounded("owner", owner, self.nets.len())?;
         self.stats = state.get("stats")?;
