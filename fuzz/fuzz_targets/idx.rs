@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use episodic::data::mnist::{decompress_if_gzip, parse_idx};
+use episodic::data::idx::{decompress_if_gzip, parse_idx};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

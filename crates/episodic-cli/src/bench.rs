@@ -4,10 +4,10 @@
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 use episodic::results::RunResults;
 
 use crate::args::{all_cores, BenchArgs};
+use crate::resolve::{self, DataCache};
 
 /// Runs the configured experiment once per thread count and prints the figures.
 pub fn bench(args: &BenchArgs) -> Result<()> {
@@ -20,7 +20,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         bail!("invalid value for --threads: must be at least 1");
     }
     // Validate once here so that a bad option fails before any child runs.
-    let config = args.experiment.config(1)?;
+    let config = resolve::resolve(&args.options, 1, &mut DataCache::default())?.config;
     let exe = std::env::current_exe().context("cannot locate the episodic binary")?;
     let dir = tempfile_dir()?;
     println!(
@@ -28,7 +28,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         config.method.kind().id(),
         config.benchmark,
         config.tasks,
-        config.samples_per_task,
+        config
+            .samples_per_task
+            .map_or_else(|| "all".to_string(), |n| n.to_string()),
         config.seed
     );
     println!(
@@ -39,7 +41,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let out = dir.join(format!("bench-{n}.json"));
         let status = Command::new(&exe)
             .arg("run")
-            .args(child_args(args))
+            .args(args.options.to_args())
             .args(["--threads", &n.to_string(), "--out"])
             .arg(&out)
             .stdout(std::process::Stdio::null())
@@ -73,52 +75,6 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     println!("(total excludes data loading; rest = per-batch data preparation, current-batch gradient, SGD step)");
     Ok(())
-}
-
-/// The `run` options that reproduce this bench's experiment.
-fn child_args(args: &BenchArgs) -> Vec<String> {
-    let e = &args.experiment;
-    let name = |v: Option<clap::builder::PossibleValue>| {
-        v.map(|v| v.get_name().to_string()).unwrap_or_default()
-    };
-    let mut v: Vec<String> = vec![
-        "--benchmark".into(),
-        name(e.benchmark.to_possible_value()),
-        "--method".into(),
-        name(e.method.to_possible_value()),
-    ];
-    let m = &e.method_options;
-    for (flag, value) in [
-        ("--seed", Some(e.seed.to_string())),
-        ("--tasks", e.tasks.map(|n| n.to_string())),
-        ("--samples-per-task", Some(e.samples_per_task.to_string())),
-        ("--batch-size", Some(e.batch_size.to_string())),
-        ("--epochs", Some(e.epochs.to_string())),
-        ("--eval-every", e.eval_every.map(|n| n.to_string())),
-        ("--lr", m.lr.map(|v| v.to_string())),
-        (
-            "--memories-per-task",
-            m.memories_per_task.map(|v| v.to_string()),
-        ),
-        ("--margin", m.margin.map(|v| v.to_string())),
-        ("--strength", m.strength.map(|v| v.to_string())),
-        ("--sample-size", m.sample_size.map(|v| v.to_string())),
-        ("--memory-size", m.memory_size.map(|v| v.to_string())),
-        ("--finetune", m.finetune.map(|v| v.to_string())),
-    ] {
-        if let Some(value) = value {
-            v.push(flag.into());
-            v.push(value);
-        }
-    }
-    if e.shuffle_tasks {
-        v.push("--shuffle-tasks".into());
-    }
-    if let Some(dir) = &e.data_dir {
-        v.push("--data-dir".into());
-        v.push(dir.display().to_string());
-    }
-    v
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

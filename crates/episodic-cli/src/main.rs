@@ -6,7 +6,9 @@
 
 mod args;
 mod bench;
+mod options;
 mod report;
+mod resolve;
 mod run;
 mod suite;
 

@@ -6,16 +6,37 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use episodic::checkpoint::{Checkpoint, CheckpointDir};
 use episodic::config::ExperimentConfig;
-use episodic::data::{Checksums, Mnist};
+use episodic::data::Dataset;
 use episodic::experiment::{self, Checkpointing, Progress};
 use episodic::results::{self, RunResults};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{all_cores, RunArgs};
+use crate::options::Options;
+use crate::resolve::{self, DataCache};
+
+/// What a run needs beyond its configuration: where to write, where to checkpoint.
+struct Plan {
+    config: ExperimentConfig,
+    data: Dataset,
+    out: Option<PathBuf>,
+    checkpoint_dir: Option<PathBuf>,
+    checkpoint_every: Option<u64>,
+}
+
+/// The options of `args`: the command line's over the `--config` file's.
+pub fn merged_options(args: &RunArgs) -> Result<Options> {
+    let flags = args.command_line_options();
+    match &args.config {
+        Some(path) => Options::read_file(path)?.overlaid(&flags),
+        None => Ok(flags),
+    }
+}
 
 /// Runs the experiment `args` describe, or continues the one saved in `--resume`.
 pub fn run(args: &RunArgs) -> Result<()> {
-    let (config, resume) = match &args.resume {
+    let data_started = Instant::now();
+    let (plan, resume) = match &args.resume {
         Some(dir) => {
             let loaded = CheckpointDir::new(dir).load_latest()?;
             for warning in &loaded.warnings {
@@ -27,17 +48,57 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 loaded.checkpoint.progress.step
             );
             let config = loaded.checkpoint.progress.config.clone();
-            (config, Some(loaded.checkpoint))
+            let data_dir = resolve::resolve_data_dir(args.options.data_dir.as_ref());
+            let (data, _) = DataCache::default().get(&config.data, &data_dir, config.seed)?;
+            let plan = Plan {
+                config,
+                data,
+                out: args.out.clone(),
+                checkpoint_dir: args.checkpoint_dir.clone(),
+                checkpoint_every: args.checkpoint_every,
+            };
+            (plan, Some(loaded.checkpoint))
         }
-        None => (
-            args.experiment
-                .config(args.threads.unwrap_or_else(all_cores))?,
-            None,
-        ),
+        None => {
+            let options = merged_options(args)?;
+            let threads = options.threads.unwrap_or_else(all_cores);
+            let resolved = resolve::resolve(&options, threads, &mut DataCache::default())?;
+            if args.print_config {
+                let mut printed = resolve::options_of(&resolved.config);
+                printed.threads = options.threads;
+                printed.out = options.out.clone();
+                printed.checkpoint_dir = options.checkpoint_dir.clone();
+                printed.checkpoint_every = options.checkpoint_every;
+                print!("{}", printed.to_toml()?);
+                return Ok(());
+            }
+            if let Some(h) = resolved.holdout {
+                eprintln!(
+                    "note: {} has no test arrays; {} of its examples are held out for test (seeded), {} train",
+                    resolved.data.name(),
+                    h.test,
+                    h.train
+                );
+            }
+            let plan = Plan {
+                config: resolved.config,
+                data: resolved.data,
+                out: options.out,
+                checkpoint_dir: options.checkpoint_dir,
+                checkpoint_every: options.checkpoint_every,
+            };
+            (plan, None)
+        }
     };
-    let checkpointing = checkpointing(args, resume.is_some())?;
-    let out = args.out.clone().unwrap_or_else(|| default_out(&config));
-    if args.out.is_none() {
+    let data_seconds = data_started.elapsed().as_secs_f64();
+    let config = plan.config;
+    let checkpointing = checkpointing(
+        plan.checkpoint_dir.as_ref(),
+        plan.checkpoint_every,
+        args.resume.as_ref(),
+    )?;
+    let out = plan.out.clone().unwrap_or_else(|| default_out(&config));
+    if plan.out.is_none() {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -46,11 +107,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     // Fail now, not after a long run, if the results cannot be written.
     results::check_writable(&out)?;
 
-    let data_started = Instant::now();
-    let data = Mnist::load(&args.experiment.data_dir(), Checksums::Verify)?;
-    let data_seconds = data_started.elapsed().as_secs_f64();
-
-    let mut results = run_with_progress(&config, data, checkpointing.as_ref(), resume)?;
+    let mut results = run_with_progress(&config, plan.data, checkpointing.as_ref(), resume)?;
     results.timing.data_seconds = data_seconds;
     results.git_revision = option_env!("EPISODIC_GIT_REVISION").map(str::to_string);
     results.write_json(&out)?;
@@ -60,13 +117,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
 /// Where and how often to checkpoint; a fresh run refuses a directory that already holds
 /// checkpoints (of another run, or of this one: resume it instead).
-fn checkpointing(args: &RunArgs, resuming: bool) -> Result<Option<Checkpointing>> {
-    let dir = args.checkpoint_dir.clone().or_else(|| args.resume.clone());
-    if args.checkpoint_every == Some(0) {
+fn checkpointing(
+    checkpoint_dir: Option<&PathBuf>,
+    checkpoint_every: Option<u64>,
+    resume: Option<&PathBuf>,
+) -> Result<Option<Checkpointing>> {
+    let resuming = resume.is_some();
+    let dir = checkpoint_dir.or(resume).cloned();
+    if checkpoint_every == Some(0) {
         bail!("invalid value for --checkpoint-every: must be at least 1");
     }
     let Some(dir) = dir else {
-        if args.checkpoint_every.is_some() {
+        if checkpoint_every.is_some() {
             bail!("invalid value for --checkpoint-every: it needs --checkpoint-dir");
         }
         return Ok(None);
@@ -74,8 +136,7 @@ fn checkpointing(args: &RunArgs, resuming: bool) -> Result<Option<Checkpointing>
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = CheckpointDir::new(dir);
     results::check_writable(&dir.path().join("checkpoint-probe"))?;
-    let fresh_into_used =
-        !resuming || args.checkpoint_dir.is_some() && args.checkpoint_dir != args.resume;
+    let fresh_into_used = !resuming || checkpoint_dir.is_some() && checkpoint_dir != resume;
     if fresh_into_used && !dir.files()?.is_empty() {
         bail!(
             "{} already holds checkpoints; continue that run with --resume {} or choose an empty directory",
@@ -85,7 +146,7 @@ fn checkpointing(args: &RunArgs, resuming: bool) -> Result<Option<Checkpointing>
     }
     Ok(Some(Checkpointing {
         dir,
-        every: args.checkpoint_every,
+        every: checkpoint_every,
     }))
 }
 
@@ -101,7 +162,7 @@ fn default_out(config: &ExperimentConfig) -> PathBuf {
 /// Runs with a progress bar on stderr (drawn only when stderr is a terminal).
 fn run_with_progress(
     config: &ExperimentConfig,
-    data: Mnist,
+    data: Dataset,
     checkpointing: Option<&Checkpointing>,
     resume: Option<Checkpoint>,
 ) -> Result<RunResults> {
@@ -141,7 +202,8 @@ fn print_summary(r: &RunResults, out: &Path) {
         c.method.kind().id(),
         c.benchmark,
         c.tasks,
-        c.samples_per_task,
+        c.samples_per_task
+            .map_or_else(|| "all".to_string(), |n| n.to_string()),
         c.seed,
         c.threads
     );

@@ -1,28 +1,40 @@
-//! `episodic suite`: every applicable method with its paper defaults, over several seeds and
-//! benchmarks; one results JSON per run, a summary CSV, a table, and a report.
+//! `episodic suite`: a product of runs (every applicable method with its paper defaults over
+//! seeds and benchmarks, or a grid file's lists), one results JSON per run, a summary CSV, a
+//! table and a report. The runs have stable ids and command lines (`--list-jobs`), can be
+//! split over machines (`--shard I/N`), and skip themselves when a complete results file of
+//! the same configuration exists.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use episodic::config::{ExperimentConfig, MethodKind};
-use episodic::data::{BenchmarkKind, Checksums, Mnist};
+use episodic::data::Preset;
 use episodic::experiment::{self, Progress};
 use episodic::results::{self, RunResults};
 use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
 
-use crate::args::{all_cores, SuiteArgs};
+use crate::args::{all_cores, SuiteArgs, SuiteBenchmark};
+use crate::options::{Options, RUN_ONLY_KEYS};
+use crate::resolve::{self, DataCache};
 
 /// One run of the suite.
 struct Planned {
+    /// Stable id: method, benchmark, seed and a digest of the whole configuration.
+    id: String,
+    /// The options `episodic run` takes to do it (without --threads and --out).
+    options: Options,
     config: ExperimentConfig,
     out: PathBuf,
+    /// The grid's values of this run besides benchmark, method and seed (`lr=0.05`).
+    series: String,
 }
 
 /// One row of the summary.
 struct Row {
-    method: &'static str,
-    benchmark: BenchmarkKind,
+    method: String,
+    benchmark: String,
     seed: u64,
     acc: f64,
     bwt: Option<f64>,
@@ -32,17 +44,39 @@ struct Row {
 
 /// Runs the suite `args` describe.
 pub fn suite(args: &SuiteArgs) -> Result<()> {
-    let plan = plan(args)?;
-    std::fs::create_dir_all(&args.out_dir)
-        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
-    let csv_path = args.out_dir.join("summary.csv");
+    let threads = args.threads.unwrap_or_else(all_cores);
+    let mut cache = DataCache::default();
+    let grid = Grid::of(args)?;
+    let all = plan(&grid, threads, &mut cache)?;
+    if args.list_jobs {
+        for p in &all {
+            println!("{}\t{}", p.id, command_line(p));
+        }
+        return Ok(());
+    }
+    let plan: Vec<Planned> = match args.shard {
+        Some(shard) => all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % shard.count == shard.index)
+            .map(|(_, p)| p)
+            .collect(),
+        None => all,
+    };
+    let out_dir = &grid.out_dir;
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let csv_path = out_dir.join("summary.csv");
     results::check_writable(&csv_path)?;
-    let data = Mnist::load(
-        &crate::args::resolve_data_dir(args.data_dir.as_ref()),
-        Checksums::Verify,
-    )?;
+    if plan.is_empty() {
+        println!("shard holds no runs");
+        return Ok(());
+    }
 
-    let total_steps: u64 = plan.iter().map(|p| planned_steps(&p.config)).sum();
+    let total_steps: u64 = plan
+        .iter()
+        .map(|p| planned_steps(&p.config, p.options.data_dir.as_ref(), &mut cache))
+        .sum();
     let bar = ProgressBar::new(total_steps);
     bar.set_style(ProgressStyle::with_template(
         "[{elapsed_precise}] {bar:30} {percent:>3}%  {msg}  (ETA {eta})",
@@ -52,14 +86,19 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
     for (i, planned) in plan.iter().enumerate() {
         let c = &planned.config;
         let label = format!(
-            "run {}/{}: {} on {}, seed {}",
+            "run {}/{}: {} on {}, seed {}{}",
             i + 1,
             plan.len(),
             c.method.kind().id(),
             c.benchmark,
-            c.seed
+            c.seed,
+            if planned.series.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", planned.series)
+            }
         );
-        let results = match reusable(planned, args.force) {
+        let results = match reusable(planned, grid.force) {
             Some(results) => {
                 log(&bar, format!("{label}: kept {}", planned.out.display()));
                 results
@@ -78,7 +117,9 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                     | Progress::Evaluating { after_task: None }
                     | Progress::Checkpointed { .. } => {}
                 };
-                let mut results = experiment::run(c, data.clone(), &mut on_progress)
+                let data_dir = resolve::resolve_data_dir(planned.options.data_dir.as_ref());
+                let (data, _) = cache.get(&c.data, &data_dir, c.seed)?;
+                let mut results = experiment::run(c, data, &mut on_progress)
                     .with_context(|| format!("{label} failed"))?;
                 results.git_revision = option_env!("EPISODIC_GIT_REVISION").map(str::to_string);
                 results.write_json(&planned.out)?;
@@ -94,11 +135,16 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                 results
             }
         };
-        done_steps += planned_steps(c);
+        done_steps += planned_steps(c, planned.options.data_dir.as_ref(), &mut cache);
         bar.set_position(done_steps);
+        let method = c.method.kind().id();
         rows.push(Row {
-            method: c.method.kind().id(),
-            benchmark: c.benchmark,
+            method: if planned.series.is_empty() {
+                method.to_string()
+            } else {
+                format!("{method} {}", planned.series)
+            },
+            benchmark: c.benchmark.clone(),
             seed: c.seed,
             acc: results.metrics.acc,
             bwt: results.metrics.bwt,
@@ -111,13 +157,39 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
     bar.finish_and_clear();
     print!("{}", summary_table(&rows));
     println!("summary: {}", csv_path.display());
-    if !args.no_report {
+    if !grid.no_report {
         let paths: Vec<PathBuf> = plan.iter().map(|p| p.out.clone()).collect();
-        let report_dir = args.out_dir.join("report");
+        let report_dir = out_dir.join("report");
         crate::report::write_report(&paths, &report_dir)?;
         println!("report: {}", report_dir.join("index.html").display());
     }
     Ok(())
+}
+
+/// The `episodic run` command line of a planned run.
+fn command_line(p: &Planned) -> String {
+    let mut words = vec!["episodic".to_string(), "run".to_string()];
+    words.extend(p.options.to_args());
+    words.push("--out".into());
+    words.push(p.out.display().to_string());
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `word` quoted for a POSIX shell when it needs to be.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Prints a line above the progress bar, or on stderr when the bar is hidden (not a
@@ -130,37 +202,296 @@ fn log(bar: &ProgressBar, line: String) {
     }
 }
 
-/// Every (benchmark, method, seed) of the suite, validated before anything runs.
-fn plan(args: &SuiteArgs) -> Result<Vec<Planned>> {
-    if args.seeds.is_empty() {
-        bail!("invalid value for --seeds: give at least one seed");
-    }
-    let threads = args.threads.unwrap_or_else(all_cores);
-    let methods: Vec<MethodKind> = if args.methods.is_empty() {
-        MethodKind::ALL.to_vec()
-    } else {
-        args.methods.iter().map(|&m| m.into()).collect()
-    };
-    let mut plan = Vec::new();
-    for benchmark in args.benchmark.kinds() {
-        for &method in methods.iter().filter(|m| m.applies_to(benchmark)) {
-            for &seed in &args.seeds {
-                let mut config = ExperimentConfig::paper(benchmark, method, threads);
-                config.seed = seed;
-                if let Some(tasks) = args.tasks {
-                    config.tasks = tasks;
+/// The lists a suite takes the product of, in the order they vary (the first slowest), and
+/// the suite's own settings.
+struct Grid {
+    /// `(key, values)`: run option keys with their values, as TOML values.
+    axes: Vec<(String, Vec<toml::Value>)>,
+    out_dir: PathBuf,
+    force: bool,
+    no_report: bool,
+}
+
+/// Keys a grid file may hold besides the run options.
+const SUITE_KEYS: [&str; 3] = ["out-dir", "force", "no-report"];
+
+impl Grid {
+    /// The grid of the `--config` file (if any) with the flags over it.
+    fn of(args: &SuiteArgs) -> Result<Self> {
+        let mut grid = match &args.config {
+            Some(path) => Self::read(path)?,
+            None => Self {
+                axes: Vec::new(),
+                out_dir: args.out_dir.clone(),
+                force: false,
+                no_report: false,
+            },
+        };
+        let default_out = PathBuf::from("results/suite");
+        if args.config.is_none() || args.out_dir != default_out {
+            grid.out_dir = args.out_dir.clone();
+        }
+        grid.force |= args.force;
+        grid.no_report |= args.no_report;
+        let s = |v: &dyn std::fmt::Display| toml::Value::String(v.to_string());
+        let int = |v: u64| -> Result<toml::Value> {
+            Ok(toml::Value::Integer(
+                i64::try_from(v).context("a value beyond 2^63 - 1")?,
+            ))
+        };
+        if !args.benchmark.is_empty() {
+            let mut presets = Vec::new();
+            for b in &args.benchmark {
+                match b {
+                    SuiteBenchmark::One(p) => presets.push(*p),
+                    SuiteBenchmark::All => {
+                        presets.extend(Preset::ALL.into_iter().filter(|p| p.is_vendored()))
+                    }
                 }
-                if let Some(n) = args.samples_per_task {
-                    config.samples_per_task = n;
+            }
+            grid.set("benchmark", presets.iter().map(|p| s(p)).collect());
+        }
+        if !args.methods.is_empty() {
+            let methods = args
+                .methods
+                .iter()
+                .map(|&m| s(&MethodKind::from(m).id()))
+                .collect();
+            grid.set("method", methods);
+        }
+        if !args.seeds.is_empty() {
+            let seeds = args.seeds.iter().map(|&v| int(v)).collect::<Result<_>>()?;
+            grid.set("seed", seeds);
+        }
+        if let Some(n) = args.tasks {
+            grid.set("tasks", vec![int(n as u64)?]);
+        }
+        if let Some(n) = args.samples_per_task {
+            let value = match n.count() {
+                Some(n) => int(n as u64)?,
+                None => s(&"all"),
+            };
+            grid.set("samples-per-task", vec![value]);
+        }
+        if let Some(n) = args.eval_every {
+            grid.set("eval-every", vec![int(n)?]);
+        }
+        if let Some(dir) = &args.data_dir {
+            grid.set("data-dir", vec![s(&dir.display())]);
+        }
+        if grid.get("benchmark").is_none() && grid.get("data").is_none() {
+            let paper = [
+                Preset::MnistPermutations,
+                Preset::MnistRotations,
+                Preset::MnistSplit,
+            ];
+            grid.set("benchmark", paper.iter().map(|p| s(p)).collect());
+        }
+        if grid.get("seed").is_none() {
+            grid.set("seed", (0..3).map(int).collect::<Result<_>>()?);
+        }
+        grid.order();
+        for (key, values) in &grid.axes {
+            if values.is_empty() {
+                bail!("invalid value for {key}: an empty list");
+            }
+            let mut seen: Vec<&toml::Value> = Vec::new();
+            for v in values {
+                if seen.contains(&v) {
+                    bail!("invalid value for {key}: {v} is listed twice");
                 }
-                config.eval_every = args.eval_every;
-                config.validate()?;
-                let out =
-                    args.out_dir
-                        .join(format!("{}-{}-seed{}.json", method.id(), benchmark, seed));
-                plan.push(Planned { config, out });
+                seen.push(v);
             }
         }
+        Ok(grid)
+    }
+
+    /// Reads a grid file: run option keys, each a value or a list of values (plural
+    /// `benchmarks`, `methods`, `seeds` too), and `out-dir`, `force`, `no-report`.
+    fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| crate::options::toml_error(path, &text, &e))?;
+        let line_of = |key: &str| {
+            crate::options::line_of_key(&text, key).map_or(String::new(), |i| format!(" line {i}"))
+        };
+        let mut grid = Self {
+            axes: Vec::new(),
+            out_dir: PathBuf::from("results/suite"),
+            force: false,
+            no_report: false,
+        };
+        for (raw_key, value) in table {
+            let at = || format!("{}{}", path.display(), line_of(&raw_key));
+            match (raw_key.as_str(), &value) {
+                ("out-dir", toml::Value::String(dir)) => {
+                    grid.out_dir = PathBuf::from(dir);
+                    continue;
+                }
+                ("force", toml::Value::Boolean(b)) => {
+                    grid.force = *b;
+                    continue;
+                }
+                ("no-report", toml::Value::Boolean(b)) => {
+                    grid.no_report = *b;
+                    continue;
+                }
+                (k, _) if SUITE_KEYS.contains(&k) => {
+                    bail!("{}: {k} has the wrong type", at())
+                }
+                _ => {}
+            }
+            let key = match raw_key.as_str() {
+                "benchmarks" => "benchmark",
+                "methods" => "method",
+                "seeds" => "seed",
+                k => k,
+            }
+            .to_string();
+            if RUN_ONLY_KEYS.contains(&key.as_str()) {
+                bail!(
+                    "{}: {key} is set per run by the suite (use the suite's --threads and out-dir)",
+                    at()
+                );
+            }
+            let values = match value {
+                toml::Value::Array(values) => values,
+                one => vec![one],
+            };
+            // Check each value's key and type now, naming the line.
+            for v in &values {
+                let mut one = toml::Table::new();
+                one.insert(key.clone(), v.clone());
+                let checked: Result<Options, _> = toml::Value::Table(one).try_into();
+                if let Err(e) = checked {
+                    bail!(
+                        "{}: {}",
+                        at(),
+                        e.message().split(", expected one of").next().unwrap_or("")
+                    );
+                }
+            }
+            if grid.get(&key).is_some() {
+                bail!("{}: {key} is given twice", at());
+            }
+            grid.axes.push((key, values));
+        }
+        Ok(grid)
+    }
+
+    fn get(&self, key: &str) -> Option<&Vec<toml::Value>> {
+        self.axes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Sets `key`'s values, replacing the file's.
+    fn set(&mut self, key: &str, values: Vec<toml::Value>) {
+        match self.axes.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = values,
+            None => self.axes.push((key.to_string(), values)),
+        }
+    }
+
+    /// Benchmarks (or data) first, then methods, the other keys in file order, seeds last.
+    fn order(&mut self) {
+        let rank = |k: &str| match k {
+            "benchmark" | "data" => 0,
+            "method" => 1,
+            "seed" => 3,
+            _ => 2,
+        };
+        self.axes.sort_by_key(|(k, _)| rank(k));
+    }
+}
+
+/// Every run of the grid's product, validated (data loaded) before anything runs. Methods
+/// that do not apply to a benchmark are left out; with no method list, every method of the
+/// benchmark's suite runs.
+fn plan(grid: &Grid, threads: usize, cache: &mut DataCache) -> Result<Vec<Planned>> {
+    let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    for (key, values) in &grid.axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|combo| {
+                values.iter().map(move |v| {
+                    let mut next = combo.clone();
+                    next.push((key.clone(), v.clone()));
+                    next
+                })
+            })
+            .collect();
+        if key == "benchmark" || key == "data" {
+            // Without a method list, each benchmark takes its own.
+            if grid.get("method").is_none() {
+                combos = combos
+                    .into_iter()
+                    .flat_map(|combo| {
+                        MethodKind::ALL.into_iter().map(move |m| {
+                            let mut next = combo.clone();
+                            next.push(("method".into(), toml::Value::String(m.id().into())));
+                            next
+                        })
+                    })
+                    .collect();
+            }
+        }
+    }
+    let explicit_methods = grid.get("method").is_some();
+    let series_keys: Vec<&str> = grid
+        .axes
+        .iter()
+        .filter(|(k, v)| v.len() > 1 && !["benchmark", "method", "seed"].contains(&k.as_str()))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let mut plan: Vec<Planned> = Vec::new();
+    for combo in combos {
+        let table: toml::Table = combo.iter().cloned().collect();
+        let options: Options = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid grid entry: {}", e.message()))?;
+        let method = MethodKind::from(options.method.unwrap_or(crate::options::MethodArg::Gem));
+        let scenario = resolve_scenario(&options)?;
+        let applies = match (options.benchmark, explicit_methods) {
+            (Some(p), false) if options.scenario.is_none() => method.in_suite_of(p),
+            _ => method.applies_to(&scenario),
+        };
+        if !applies {
+            continue;
+        }
+        let resolved = resolve::resolve(&options, threads, cache)?;
+        let mut job_options = resolve::options_of(&resolved.config);
+        job_options.data_dir = options.data_dir.clone().or(job_options.data_dir);
+        let config = resolved.config;
+        let digest = config_digest(&config);
+        let id = format!(
+            "{}-{}-seed{}-{}",
+            config.method.kind().id(),
+            config.benchmark,
+            config.seed,
+            &digest[..8]
+        );
+        let series = combo
+            .iter()
+            .filter(|(k, _)| series_keys.contains(&k.as_str()))
+            .map(|(k, v)| match v {
+                toml::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        if let Some(same) = plan.iter().find(|p| p.id == id) {
+            bail!(
+                "the grid holds the same run twice ({}); remove the duplicate values",
+                same.id
+            );
+        }
+        plan.push(Planned {
+            out: grid.out_dir.join(format!("{id}.json")),
+            id,
+            options: job_options,
+            config,
+            series,
+        });
     }
     if plan.is_empty() {
         bail!("invalid value for --methods: none of them applies to the chosen benchmark");
@@ -168,10 +499,44 @@ fn plan(args: &SuiteArgs) -> Result<Vec<Planned>> {
     Ok(plan)
 }
 
-/// Mini-batches in a run of `config`.
-fn planned_steps(config: &ExperimentConfig) -> u64 {
-    let per_task = config.samples_per_task.div_ceil(config.batch_size) * config.epochs;
-    (per_task * config.tasks) as u64
+/// The scenario the options make (the preset's unless they ask for another).
+fn resolve_scenario(options: &Options) -> Result<episodic::data::Scenario> {
+    Ok(match crate::options::scenario_of(options)? {
+        Some(s) => s,
+        None => options
+            .benchmark
+            .unwrap_or(Preset::MnistPermutations)
+            .scenario(),
+    })
+}
+
+/// A digest of everything that determines a run's results (the thread count does not).
+pub fn config_digest(config: &ExperimentConfig) -> String {
+    let mut c = config.clone();
+    c.threads = 0;
+    let text = serde_json::to_string(&c).unwrap_or_default();
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Mini-batches in a run of `config` (an estimate when tasks take all their examples).
+fn planned_steps(
+    config: &ExperimentConfig,
+    data_dir: Option<&PathBuf>,
+    cache: &mut DataCache,
+) -> u64 {
+    let per_task = match config.samples_per_task {
+        Some(n) => n,
+        None => {
+            let dir = resolve::resolve_data_dir(data_dir);
+            cache
+                .get(&config.data, &dir, config.seed)
+                .map_or(0, |(d, _)| d.train().len() / config.tasks.max(1))
+        }
+    };
+    (per_task.div_ceil(config.batch_size.max(1)) * config.epochs * config.tasks) as u64
 }
 
 /// An existing results file of the same experiment (any thread count), unless `force`.
@@ -234,21 +599,44 @@ fn summary_table(rows: &[Row]) -> String {
     let cell = |v: Option<(f64, f64, usize)>| {
         v.map_or_else(|| "n/a".into(), |(m, s, _)| format!("{m:.3} ± {s:.3}"))
     };
-    for benchmark in BenchmarkKind::ALL {
-        for method in MethodKind::ALL {
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        if !groups.contains(&(r.benchmark.as_str(), r.method.as_str())) {
+            groups.push((r.benchmark.as_str(), r.method.as_str()));
+        }
+    }
+    let rank = |m: &str| {
+        let name = m.split(' ').next().unwrap_or(m);
+        MethodKind::ALL
+            .iter()
+            .position(|k| k.id() == name)
+            .unwrap_or(MethodKind::ALL.len())
+    };
+    // Benchmarks in the order they ran; methods in report order inside each.
+    let benchmarks: Vec<&str> = groups.iter().fold(Vec::new(), |mut acc, (b, _)| {
+        if !acc.contains(b) {
+            acc.push(*b);
+        }
+        acc
+    });
+    for benchmark in benchmarks {
+        let mut methods: Vec<&str> = groups
+            .iter()
+            .filter(|(b, _)| *b == benchmark)
+            .map(|(_, m)| *m)
+            .collect();
+        methods.sort_by_key(|m| rank(m));
+        for method in methods {
             let group: Vec<&Row> = rows
                 .iter()
-                .filter(|r| r.benchmark == benchmark && r.method == method.id())
+                .filter(|r| r.benchmark == benchmark && r.method == method)
                 .collect();
-            if group.is_empty() {
-                continue;
-            }
             let seconds = mean_std(group.iter().map(|r| Some(r.seconds)));
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {:.1} |",
                 benchmark,
-                method.id(),
+                method,
                 group.len(),
                 cell(mean_std(group.iter().map(|r| Some(r.acc)))),
                 cell(mean_std(group.iter().map(|r| r.bwt))),
@@ -266,8 +654,8 @@ mod tests {
 
     fn row(method: &'static str, seed: u64, acc: f64, bwt: Option<f64>) -> Row {
         Row {
-            method,
-            benchmark: BenchmarkKind::MnistPermutations,
+            method: method.into(),
+            benchmark: "mnist-permutations".into(),
             seed,
             acc,
             bwt,

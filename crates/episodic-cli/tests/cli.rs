@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use episodic::data::mnist::idx_writer;
+use episodic::data::idx::idx_writer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_episodic");
 
@@ -88,16 +88,22 @@ fn help_documents_every_option_with_its_default() {
         "--epochs",
         "--threads",
         "--data-dir",
+        "--data",
+        "--scenario",
+        "--classes-per-task",
+        "--class-order",
+        "--config",
+        "--print-config",
         "--out",
     ] {
         assert!(help.contains(option), "{option} missing from --help");
     }
     for default in [
-        "[default: mnist-permutations]",
+        "[default: mnist-permutations unless --data is given]",
         "[default: gem]",
         "[default: 0]",
-        "[default: 20; 5 on mnist-split]",
-        "[default: 1000]",
+        "[default: the benchmark's: 20, or 5 on the 10-class splits",
+        "[default: 1000; all on CIFAR",
         "[default: 256]",
         "[default: 0.5]",
         "[default: 10]",
@@ -379,6 +385,26 @@ fn flip_bytes(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// The one results file in `dir` whose name starts with `prefix` (a suite names its runs
+/// METHOD-BENCHMARK-seedS-DIGEST.json).
+fn results_file(dir: &Path, prefix: &str) -> PathBuf {
+    let matches: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with(prefix) && name.ends_with(".json")
+        })
+        .collect();
+    assert_eq!(
+        matches.len(),
+        1,
+        "{prefix} in {}: {matches:?}",
+        dir.display()
+    );
+    matches[0].clone()
+}
+
 #[test]
 fn suite_runs_every_applicable_method_and_summarises_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -411,7 +437,7 @@ fn suite_runs_every_applicable_method_and_summarises_them() {
     );
     for method in ["single", "icarl", "gem"] {
         for seed in [0, 1] {
-            let file = out.join(format!("{method}-mnist-split-seed{seed}.json"));
+            let file = results_file(&out, &format!("{method}-mnist-split-seed{seed}-"));
             let results: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
             assert_eq!(results["config"]["method"]["name"], method);

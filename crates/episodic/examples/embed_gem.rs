@@ -8,7 +8,7 @@
 //! `cargo run --release -p episodic --example embed_gem`
 
 use episodic::config::{GemParams, MethodConfig, MethodKind, MethodOverrides};
-use episodic::data::BenchmarkKind;
+use episodic::data::Protocol;
 use episodic::method::{self, Batch, Gem, Heads, Method, Setup};
 use episodic::model::{Mlp, MlpConfig};
 use rand::{Rng, SeedableRng};
@@ -79,7 +79,7 @@ fn main() -> episodic::Result<()> {
         MethodKind::Agem,
         MethodKind::Er,
     ] {
-        let mut method_config = MethodConfig::paper(kind, BenchmarkKind::MnistPermutations);
+        let mut method_config = MethodConfig::paper(kind, Protocol::Permutations);
         method_config.apply(&MethodOverrides {
             learning_rate: Some(0.1),
             ..MethodOverrides::default()

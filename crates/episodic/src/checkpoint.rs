@@ -23,7 +23,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
-use crate::data::mnist::sha256_hex;
+use crate::data::idx::sha256_hex;
 use crate::error::{Error, Result};
 use crate::results::Evaluation;
 use crate::state::{State, Tensor};

@@ -70,6 +70,33 @@ pub enum Error {
         actual: String,
     },
 
+    /// A data file is malformed (wrong magic, dtype, shape, length or content).
+    #[error("malformed data file {path}: {reason}")]
+    DataFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// None of a data set's known layouts is in a directory.
+    #[error("no {dataset} data in {dir}: looked for {looked_for}")]
+    DataNotFound {
+        /// The data set (e.g. `cifar100`).
+        dataset: String,
+        /// The directory searched.
+        dir: PathBuf,
+        /// What was looked for, in order.
+        looked_for: String,
+    },
+    /// Loaded data do not make a consistent data set.
+    #[error("data set {name} is inconsistent: {reason}")]
+    Dataset {
+        /// The data set's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     // === Configuration ===
     /// An option has an impossible value.
     #[error("invalid value for {option}: {reason}")]

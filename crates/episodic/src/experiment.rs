@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::checkpoint::{Checkpoint, CheckpointDir, Progress as CheckpointProgress};
 use crate::config::ExperimentConfig;
-use crate::data::{Benchmark, BenchmarkSpec, Mnist, Stream};
+use crate::data::{Benchmark, BenchmarkSpec, Dataset, Stream};
 use crate::error::{Error, Result};
 use crate::method::{self, Batch, Heads, Method, Setup};
 use crate::metrics;
@@ -61,10 +61,11 @@ pub struct Checkpointing {
     pub every: Option<u64>,
 }
 
-/// Runs `config` on `data`, reporting progress to `on_progress`.
+/// Runs `config` on `data` (the data set its `data` source names), reporting progress to
+/// `on_progress`.
 pub fn run(
     config: &ExperimentConfig,
-    data: Mnist,
+    data: Dataset,
     on_progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<RunResults> {
     run_resumable(config, data, on_progress, None, None)
@@ -76,7 +77,7 @@ pub fn run(
 /// gives the same results as an uninterrupted one, apart from timings.
 pub fn run_resumable(
     config: &ExperimentConfig,
-    data: Mnist,
+    data: Dataset,
     on_progress: &mut (dyn FnMut(Progress) + Send),
     checkpointing: Option<&Checkpointing>,
     resume: Option<Checkpoint>,
@@ -101,14 +102,14 @@ pub fn run_resumable(
 
 fn run_in_pool(
     config: &ExperimentConfig,
-    data: Mnist,
+    data: Dataset,
     on_progress: &mut (dyn FnMut(Progress) + Send),
     checkpointing: Option<&Checkpointing>,
     resume: Option<Checkpoint>,
 ) -> Result<RunResults> {
     let started = Instant::now();
     let spec = BenchmarkSpec {
-        kind: config.benchmark,
+        scenario: config.scenario,
         tasks: config.tasks,
         samples_per_task: config.samples_per_task,
         shuffle_tasks: config.shuffle_tasks,
@@ -122,7 +123,7 @@ fn run_in_pool(
                 "the network maps {} inputs to {} classes; {} has {} inputs and {} classes",
                 config.model.input,
                 config.model.classes,
-                bench.kind(),
+                bench.data().name(),
                 bench.input_dim(),
                 bench.num_classes()
             ),
@@ -134,7 +135,7 @@ fn run_in_pool(
         .map(|t| t.train_indices.as_slice())
         .collect();
     let stream = Stream::new(&examples, config.epochs, config.batch_size, config.seed);
-    let heads = if bench.kind().is_class_split() {
+    let heads = if bench.scenario().per_task_heads() {
         Heads::PerTask(bench.heads())
     } else {
         Heads::Shared(bench.num_classes())
@@ -321,10 +322,12 @@ fn run_in_pool(
     })
 }
 
-/// Scores a method on every task's test set, through reusable buffers.
+/// Scores a method on every task's test set, through reusable buffers: sparse rows when the
+/// test images are mostly zero (MNIST), dense rows otherwise.
 struct Evaluator<'a> {
     bench: &'a Benchmark,
     xs: SparseBatch,
+    dense: Vec<f32>,
     ys: Vec<u32>,
     predictions: Vec<u32>,
     time: Duration,
@@ -337,9 +340,15 @@ impl<'a> Evaluator<'a> {
             .max()
             .unwrap_or(0);
         let chunk = EVAL_CHUNK.min(longest);
+        let dense = if bench.sparse_test() {
+            Vec::new()
+        } else {
+            vec![0.0; chunk * bench.input_dim()]
+        };
         Self {
             bench,
             xs: SparseBatch::default(),
+            dense,
             ys: vec![0; chunk],
             predictions: vec![0; chunk],
             time: Duration::ZERO,
@@ -364,8 +373,14 @@ impl<'a> Evaluator<'a> {
             while start < n {
                 let m = chunk.min(n - start);
                 let (ys, predictions) = (&mut self.ys[..m], &mut self.predictions[..m]);
-                self.bench.fill_test_sparse(task, start, &mut self.xs, ys);
-                method.predict_sparse(&self.xs, task, predictions)?;
+                if self.bench.sparse_test() {
+                    self.bench.fill_test_sparse(task, start, &mut self.xs, ys);
+                    method.predict_sparse(&self.xs, task, predictions)?;
+                } else {
+                    let xs = &mut self.dense[..m * self.bench.input_dim()];
+                    self.bench.fill_test(task, start, xs, ys);
+                    method.predict(xs, task, predictions)?;
+                }
                 correct += predictions
                     .iter()
                     .zip(ys.iter())

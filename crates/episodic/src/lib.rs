@@ -16,10 +16,10 @@
 //! - [`checkpoint`] and [`state`]: saving a run and continuing it.
 //!
 //! ```no_run
-//! use episodic::{config::{ExperimentConfig, MethodKind}, data::{BenchmarkKind, Checksums, Mnist}};
+//! use episodic::{config::{ExperimentConfig, MethodKind}, data::{Checksums, Preset, Vendored}};
 //!
-//! let data = Mnist::load("data".as_ref(), Checksums::Verify)?;
-//! let config = ExperimentConfig::paper(BenchmarkKind::MnistPermutations, MethodKind::Gem, 1);
+//! let data = Vendored::Mnist.load("data".as_ref(), Checksums::Verify)?;
+//! let config = ExperimentConfig::paper(Preset::MnistPermutations, MethodKind::Gem, 1);
 //! let results = episodic::experiment::run(&config, data, &mut |_| {})?;
 //! println!("ACC {:.3}", results.metrics.acc);
 //! # Ok::<(), episodic::Error>(())

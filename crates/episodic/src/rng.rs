@@ -20,6 +20,8 @@ pub enum Purpose {
     Method = 4,
     /// The order of the tasks, when shuffled.
     TaskOrder = 5,
+    /// The examples held out as a test set when a data set has none.
+    Holdout = 6,
 }
 
 /// The random stream for `purpose` under `seed`.

@@ -5,19 +5,21 @@
 use std::path::Path;
 
 use episodic::config::{ExperimentConfig, MethodKind};
-use episodic::data::{BenchmarkKind, Checksums, Mnist};
+use episodic::data::{Checksums, Dataset, Preset, Vendored};
 use episodic::experiment;
 use episodic::results::RunResults;
 
-fn data() -> Mnist {
+fn data() -> Dataset {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
-    Mnist::load(&dir, Checksums::Verify).expect("vendored MNIST loads")
+    Vendored::Mnist
+        .load(&dir, Checksums::Verify)
+        .expect("vendored MNIST loads")
 }
 
-fn run(data: &Mnist, method: MethodKind, seed: u64) -> RunResults {
-    let mut config = ExperimentConfig::paper(BenchmarkKind::MnistPermutations, method, 1);
+fn run(data: &Dataset, method: MethodKind, seed: u64) -> RunResults {
+    let mut config = ExperimentConfig::paper(Preset::MnistPermutations, method, 1);
     config.tasks = 3;
-    config.samples_per_task = 200;
+    config.samples_per_task = Some(200);
     config.seed = seed;
     experiment::run(&config, data.clone(), &mut |_| {}).expect("run succeeds")
 }
@@ -80,17 +82,17 @@ fn every_method_resumes_from_a_mid_run_checkpoint_to_the_same_results() {
     let data = data();
     for method in MethodKind::ALL {
         let benchmark = if method == MethodKind::Icarl {
-            BenchmarkKind::MnistSplit
+            Preset::MnistSplit
         } else {
-            BenchmarkKind::MnistRotations
+            Preset::MnistRotations
         };
         let mut config = ExperimentConfig::paper(benchmark, method, 1);
-        config.tasks = if benchmark == BenchmarkKind::MnistSplit {
+        config.tasks = if benchmark == Preset::MnistSplit {
             2
         } else {
             3
         };
-        config.samples_per_task = 60;
+        config.samples_per_task = Some(60);
         config.eval_every = Some(4);
         let whole = experiment::run(&config, data.clone(), &mut |_| {}).unwrap();
 

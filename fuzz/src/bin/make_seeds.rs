@@ -1,5 +1,6 @@
-//! Writes seed inputs for the fuzz targets: small IDX files (raw and gzip) and one real
-//! checkpoint per method of the fuzz setup, trained a few steps over two tasks.
+//! Writes seed inputs for the fuzz targets: small IDX files (raw and gzip), small CIFAR files
+//! (binary records, pickled batches and meta files, names), small `.npy`/`.npz` files, and one
+//! real checkpoint per method of the fuzz setup, trained a few steps over two tasks.
 //!
 //! `cargo run --release --bin make_seeds` (from `fuzz/`).
 
@@ -8,7 +9,9 @@ use std::path::Path;
 
 use episodic::checkpoint::{Checkpoint, Progress};
 use episodic::config::{ExperimentConfig, MethodKind};
-use episodic::data::BenchmarkKind;
+use episodic::data::cifar::{cifar_writer, CifarVariant, IMAGE_BYTES};
+use episodic::data::npz::npy_writer;
+use episodic::data::Preset;
 use episodic::method::{self, Batch};
 use episodic::state::State;
 
@@ -39,6 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(idx_dir.join("images.gz"), gzip(&images)?)?;
     std::fs::write(idx_dir.join("labels.gz"), gzip(&labels)?)?;
 
+    write_cifar_and_npz_seeds()?;
+
     let setup = episodic_fuzz::setup();
     for config in episodic_fuzz::methods() {
         let mut method = method::build(&config, &setup)?;
@@ -54,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         method.save(&mut state)?;
         let checkpoint = Checkpoint {
             progress: Progress {
-                config: ExperimentConfig::paper(BenchmarkKind::MnistSplit, MethodKind::Gem, 1),
+                config: ExperimentConfig::paper(Preset::MnistSplit, MethodKind::Gem, 1),
                 step: 6,
                 evaluations: Vec::new(),
                 train_seconds: 0.0,
@@ -66,5 +71,64 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let name = config.kind().id();
         std::fs::File::create(ckpt_dir.join(name))?.write_all(&checkpoint.to_bytes()?)?;
     }
+    Ok(())
+}
+
+/// Seeds for `cifar_binary`, `cifar_python` and `npz`: valid files of two images (so that
+/// mutations start deep), and a few that hit the refusals.
+fn write_cifar_and_npz_seeds() -> Result<(), Box<dyn std::error::Error>> {
+    let binary = Path::new("corpus/cifar_binary");
+    let python = Path::new("corpus/cifar_python");
+    let npz = Path::new("corpus/npz");
+    for dir in [binary, python, npz] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let images: Vec<u8> = (0..2 * IMAGE_BYTES).map(|i| (i % 251) as u8).collect();
+    for (variant, tag) in [
+        (CifarVariant::Cifar10, "c10"),
+        (CifarVariant::Cifar100, "c100"),
+    ] {
+        let labels = [1, variant.classes() as u32 - 1];
+        std::fs::write(
+            binary.join(tag),
+            cifar_writer::binary(variant, &images, &labels),
+        )?;
+        let names: Vec<String> = (0..variant.classes())
+            .map(|i| format!("class{i}"))
+            .collect();
+        std::fs::write(binary.join(format!("{tag}_names.txt")), names.join("\n"))?;
+        std::fs::write(
+            python.join(tag),
+            cifar_writer::python_batch(variant, &images, &labels),
+        )?;
+        std::fs::write(
+            python.join(format!("{tag}_meta")),
+            cifar_writer::python_meta(variant, &names),
+        )?;
+    }
+    // A pickle naming a forbidden global.
+    std::fs::write(
+        python.join("os_system"),
+        b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00lsq\x00\x85R.",
+    )?;
+    let x: Vec<f32> = (0..12).map(|i| i as f32 / 4.0).collect();
+    let y: Vec<i64> = vec![0, 1, 2, 0, 1, 2];
+    let train = [
+        ("x_train", npy_writer::f32s(&[6, 2], &x)),
+        ("y_train", npy_writer::i64s(&[6], &y)),
+    ];
+    std::fs::write(npz.join("x_train.npy"), &train[0].1)?;
+    std::fs::write(
+        npz.join("images_be.npy"),
+        npy_writer::f64s_be(&[1, 2, 2], &[0.5, 1.0, -2.0, 3.0]),
+    )?;
+    std::fs::write(npz.join("holdout.npz"), npy_writer::npz(&train, false))?;
+    let mut with_test = train.to_vec();
+    with_test.push(("x_test", npy_writer::f32s(&[1, 2], &[3.0, 4.0])));
+    with_test.push(("y_test", npy_writer::u8s(&[1], &[2])));
+    std::fs::write(
+        npz.join("with_test_deflate.npz"),
+        npy_writer::npz(&with_test, true),
+    )?;
     Ok(())
 }

@@ -44,7 +44,8 @@ pub struct ReportSummary {
 
 /// `episodic report`: writes the report and says where it is.
 pub fn report(args: &ReportArgs) -> Result<()> {
-    let summary = write_report(&args.results, &args.out)?;
+    let paths = expand_results_paths(&args.results, &args.out)?;
+    let summary = write_report(&paths, &args.out)?;
     println!(
         "report of {} run(s), {} files: {}",
         summary.runs,
@@ -52,6 +53,57 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         summary.index.display()
     );
     Ok(())
+}
+
+/// The results files named by `given`: files as they are, folders searched recursively for
+/// results JSON files (other JSON files, and the report folder `out` itself, are skipped), in
+/// sorted order so that a merged report does not depend on the order folders list files.
+pub fn expand_results_paths(given: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                if path != out {
+                    walk(&path, out, found)?;
+                }
+            } else if path.extension().is_some_and(|e| e == "json") && looks_like_results(&path) {
+                found.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    for path in given {
+        if path.is_dir() {
+            let before = found.len();
+            walk(path, out, &mut found)?;
+            if found.len() == before {
+                bail!("{} holds no results files", path.display());
+            }
+        } else {
+            found.push(path.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the JSON file at `path` is a results file (has a configuration and an accuracy
+/// matrix); unreadable files count as results so that their error is reported.
+fn looks_like_results(path: &Path) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[allow(dead_code)]
+        config: serde::de::IgnoredAny,
+        #[allow(dead_code)]
+        accuracy_matrix: serde::de::IgnoredAny,
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str::<Probe>(&text).is_ok(),
+        Err(_) => true,
+    }
 }
 
 /// Reads the results files `paths` and writes into `out` (created if needed) the figures
@@ -63,10 +115,11 @@ pub fn write_report(paths: &[PathBuf], out: &Path) -> Result<ReportSummary> {
     if paths.is_empty() {
         bail!("no results files given");
     }
-    let runs = paths
+    let mut runs = paths
         .iter()
         .map(|p| load_run(p))
         .collect::<Result<Vec<_>>>()?;
+    label_series(&mut runs);
     let model = Model::new(runs)?;
 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -124,6 +177,9 @@ struct ConfigFile {
     seed: u64,
     /// The method's configuration.
     method: MethodFile,
+    /// Every other setting (kept to tell apart runs that differ in settings).
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `config.method` of a results file.
@@ -131,6 +187,9 @@ struct ConfigFile {
 struct MethodFile {
     /// Method id, e.g. "gem".
     name: String,
+    /// Its hyper-parameters.
+    #[serde(flatten)]
+    params: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `metrics` of a results file.
@@ -195,6 +254,9 @@ pub(crate) struct Run {
     pub matrix: Vec<Vec<f64>>,
     /// Evaluations in training order, one per position on the axis.
     pub curve: Vec<Point>,
+    /// The settings besides method, benchmark, seed and threads, flattened to
+    /// `name -> value` (`learning_rate -> 0.1`, `tasks -> 20`).
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Run {
@@ -275,7 +337,20 @@ fn run_from_file(path: &Path, file: RunFile) -> Result<Run> {
         &matrix,
         file.steps,
     )?;
+    let mut settings = BTreeMap::new();
+    flatten_settings(
+        "",
+        &serde_json::Value::Object(file.config.rest),
+        &mut settings,
+    );
+    flatten_settings(
+        "",
+        &serde_json::Value::Object(file.config.method.params),
+        &mut settings,
+    );
+    settings.remove("threads");
     Ok(Run {
+        settings,
         path: path.to_path_buf(),
         method,
         benchmark,
@@ -287,6 +362,80 @@ fn run_from_file(path: &Path, file: RunFile) -> Result<Run> {
         matrix,
         curve,
     })
+}
+
+/// Writes the leaves of `value` into `out`, named by their last key (or `parent.key` when a
+/// name repeats).
+fn flatten_settings(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                let name = if prefix.is_empty() || !out.contains_key(key.as_str()) {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match v {
+                    serde_json::Value::Object(_) => flatten_settings(key, v, out),
+                    other => {
+                        out.insert(name, compact(other));
+                    }
+                }
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), compact(other));
+        }
+    }
+}
+
+fn compact(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs of one method on one benchmark with different settings are different series: each
+/// gets the method's name followed by the settings that tell it apart (`gem learning_rate=0.05`).
+/// Runs whose settings agree are seeds of one series and keep the method's name.
+fn label_series(runs: &mut [Run]) {
+    let mut by_group: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, run) in runs.iter().enumerate() {
+        by_group
+            .entry((run.benchmark.clone(), run.method.clone()))
+            .or_default()
+            .push(i);
+    }
+    for members in by_group.into_values() {
+        let first = &runs[members[0]].settings;
+        let keys: BTreeSet<String> = members
+            .iter()
+            .flat_map(|&i| runs[i].settings.keys().cloned())
+            .collect();
+        let differing: Vec<String> = keys
+            .into_iter()
+            .filter(|k| {
+                members
+                    .iter()
+                    .any(|&i| runs[i].settings.get(k) != first.get(k))
+            })
+            .collect();
+        if differing.is_empty() {
+            continue;
+        }
+        for &i in &members {
+            let run = &mut runs[i];
+            let parts: Vec<String> = differing
+                .iter()
+                .map(|k| {
+                    let value = run.settings.get(k).map_or("-", |v| v.as_str());
+                    format!("{k}={value}")
+                })
+                .collect();
+            run.method = format!("{} {}", run.method, parts.join(" "));
+        }
+    }
 }
 
 /// Fails unless every value is a finite accuracy in [0, 1].
@@ -434,9 +583,11 @@ pub(crate) struct Model {
     pub groups: Vec<Group>,
 }
 
-/// Sort key of a method: the known ones in a fixed order, then the others alphabetically.
+/// Sort key of a method (or a series of it, `gem lr=0.05`): the known ones in a fixed order,
+/// then the others alphabetically.
 fn method_rank(method: &str) -> (usize, &str) {
-    let known = KNOWN_METHODS.iter().position(|m| *m == method);
+    let name = method.split(' ').next().unwrap_or(method);
+    let known = KNOWN_METHODS.iter().position(|m| *m == name);
     (known.unwrap_or(KNOWN_METHODS.len()), method)
 }
 
@@ -656,6 +807,7 @@ pub(crate) mod tests {
         }))
         .collect();
         Run {
+            settings: BTreeMap::new(),
             path: PathBuf::from(format!("{method}-{benchmark}-{seed}.json")),
             method: method.into(),
             benchmark: benchmark.into(),

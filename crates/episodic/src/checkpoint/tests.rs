@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::ExperimentConfig;
 use crate::config::MethodKind;
-use crate::data::BenchmarkKind;
+use crate::data::Preset;
 
 fn sample(step: u64) -> Checkpoint {
     let mut state = State::default();
@@ -13,7 +13,7 @@ fn sample(step: u64) -> Checkpoint {
         .unwrap();
     Checkpoint {
         progress: Progress {
-            config: ExperimentConfig::paper(BenchmarkKind::MnistPermutations, MethodKind::Gem, 1),
+            config: ExperimentConfig::paper(Preset::MnistPermutations, MethodKind::Gem, 1),
             step,
             evaluations: vec![Evaluation {
                 step: 0,

@@ -1,95 +1,22 @@
-//! The MNIST continua: tasks made of the base data set and a per-task pixel map, or (for
-//! `mnist-split`) of a disjoint subset of the classes.
+//! A benchmark: a data set cut into tasks by a scenario, ready to fill training batches and
+//! test chunks. Tasks are the base data plus a per-task pixel map, applied when a batch is
+//! needed: no transformed copy of the data set is ever made.
 
-use std::fmt;
 use std::ops::Range;
 
 use rand::seq::SliceRandom;
-use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-use super::mnist::{Mnist, IMAGE_PIXELS, NUM_CLASSES};
-use super::transform::{scale_pixel, InverseMap, PixelMap};
-use crate::error::{Error, Result};
+use super::dataset::{Dataset, Inputs};
+use super::scenario::{Scenario, Sizes, TaskDescriptor};
+use super::transform::{InverseMap, PixelMap};
+use crate::error::Result;
 use crate::model::SparseBatch;
 use crate::rng::{self, Purpose};
-
-/// Which continuum to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BenchmarkKind {
-    /// Each task permutes the pixels with its own fixed random permutation.
-    MnistPermutations,
-    /// Task t rotates every image by an angle drawn in [t*180/T, (t+1)*180/T) degrees.
-    MnistRotations,
-    /// Class-split MNIST: task t holds digits t*10/T .. (t+1)*10/T (5 tasks of 2 digits by
-    /// default), with one head per task: outputs outside the task's classes are masked in
-    /// training and at test, as the paper does for CIFAR-100.
-    MnistSplit,
-}
-
-impl BenchmarkKind {
-    /// The command-line name.
-    pub fn id(self) -> &'static str {
-        match self {
-            Self::MnistPermutations => "mnist-permutations",
-            Self::MnistRotations => "mnist-rotations",
-            Self::MnistSplit => "mnist-split",
-        }
-    }
-
-    /// Every benchmark, in the order reports list them.
-    pub const ALL: [Self; 3] = [
-        Self::MnistPermutations,
-        Self::MnistRotations,
-        Self::MnistSplit,
-    ];
-
-    /// Whether each task has its own classes and output head (task-incremental).
-    pub fn is_class_split(self) -> bool {
-        matches!(self, Self::MnistSplit)
-    }
-
-    /// Number of tasks in the paper's protocol (20; 5 tasks of 2 digits for `mnist-split`).
-    pub fn default_tasks(self) -> usize {
-        match self {
-            Self::MnistSplit => 5,
-            _ => 20,
-        }
-    }
-}
-
-impl fmt::Display for BenchmarkKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.id())
-    }
-}
-
-/// What identifies a task's transform in a results file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskDescriptor {
-    /// A pixel permutation, by the SHA-256 of its source map.
-    Permutation {
-        /// Hex SHA-256 of the permutation.
-        sha256: String,
-    },
-    /// A rotation by this many degrees, counter-clockwise.
-    Rotation {
-        /// The angle drawn for the task.
-        degrees: f64,
-    },
-    /// The task's own digits (class-split benchmarks).
-    Classes {
-        /// The digits of the task.
-        digits: Vec<u32>,
-    },
-}
 
 /// One task: a transform of the base data and the training examples drawn for it.
 #[derive(Debug, Clone)]
 pub struct Task {
-    /// The per-task transform, applied to training and test images alike.
+    /// The per-task transform of each channel, applied to training and test images alike.
     pub map: PixelMap,
     /// The transform run backwards, for transforming sparse images.
     inverse: InverseMap,
@@ -97,140 +24,131 @@ pub struct Task {
     pub train_indices: Vec<u32>,
     /// Indices into the base test set of the task's test examples; `None`: all of them.
     test_indices: Option<Vec<u32>>,
-    /// The classes the task's head predicts among (every class on a shared-head benchmark).
+    /// The outputs the task's head predicts among (every class on a shared-head benchmark).
     pub head: Range<usize>,
-    /// How the transform is reported.
+    /// How the task is reported.
     pub descriptor: TaskDescriptor,
 }
 
 /// How to build a benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BenchmarkSpec {
-    /// Which continuum.
-    pub kind: BenchmarkKind,
+    /// How tasks are made.
+    pub scenario: Scenario,
     /// Number of tasks.
     pub tasks: usize,
-    /// Training examples drawn per task.
-    pub samples_per_task: usize,
+    /// Training examples drawn per task; `None`: all of each task's.
+    pub samples_per_task: Option<usize>,
     /// Train the tasks in a random order instead of 0..T-1.
     pub shuffle_tasks: bool,
     /// The run's seed.
     pub seed: u64,
 }
 
-/// A continuum of tasks over MNIST.
+/// A data set with its tasks.
 #[derive(Debug)]
 pub struct Benchmark {
-    kind: BenchmarkKind,
-    data: Mnist,
-    /// The non-zero pixels of every base test image, shared by all tasks' test sets.
-    test_nonzero: NonZeroPixels,
+    scenario: Scenario,
+    data: Dataset,
+    /// The non-zero test features, shared by all tasks' test sets, when the test images are
+    /// mostly zero (MNIST: about a fifth are not); `None`: test chunks are filled densely.
+    test_nonzero: Option<NonZero>,
+    /// Output index of each class, when a class split renumbers them.
+    renumber: Option<Vec<u32>>,
     tasks: Vec<Task>,
 }
 
-/// The non-zero pixels of a set of images (MNIST: about a fifth of them).
+/// Test inputs are scored through their non-zero entries when at least this fraction of
+/// their values is zero (the density below which the models' sparse path pays).
+const SPARSE_TEST_ZERO_FRACTION: f64 = 1.0 - SparseBatch::MAX_DENSITY;
+
+/// The non-zero features of a set of examples, already scaled.
 #[derive(Debug, Clone)]
-struct NonZeroPixels {
-    starts: Vec<u32>,
-    pixels: Vec<u16>,
-    values: Vec<u8>,
+struct NonZero {
+    starts: Vec<usize>,
+    features: Vec<u32>,
+    values: Vec<f32>,
 }
 
-impl NonZeroPixels {
-    fn of(images: &[u8]) -> Self {
+impl NonZero {
+    fn of(inputs: &Inputs, features: usize) -> Self {
         let mut out = Self {
             starts: vec![0],
-            pixels: Vec::new(),
+            features: Vec::new(),
             values: Vec::new(),
         };
-        for image in images.chunks_exact(IMAGE_PIXELS) {
-            for (j, &v) in image.iter().enumerate() {
-                if v != 0 {
-                    out.pixels.push(j as u16);
-                    out.values.push(v);
+        let examples = inputs.len() / features.max(1);
+        for k in 0..examples {
+            let range = k * features..(k + 1) * features;
+            match inputs {
+                Inputs::Bytes(all) => {
+                    for (j, &v) in all[range].iter().enumerate().filter(|(_, &v)| v != 0) {
+                        out.features.push(j as u32);
+                        out.values.push(super::transform::scale_pixel(v));
+                    }
+                }
+                Inputs::Floats(all) => {
+                    for (j, &v) in all[range].iter().enumerate().filter(|(_, &v)| v != 0.0) {
+                        out.features.push(j as u32);
+                        out.values.push(v);
+                    }
                 }
             }
-            out.starts.push(out.pixels.len() as u32);
+            out.starts.push(out.features.len());
         }
         out
     }
 
-    fn image(&self, k: usize) -> (&[u16], &[u8]) {
-        let range = self.starts[k] as usize..self.starts[k + 1] as usize;
-        (&self.pixels[range.clone()], &self.values[range])
+    fn example(&self, k: usize) -> (&[u32], &[f32]) {
+        let range = self.starts[k]..self.starts[k + 1];
+        (&self.features[range.clone()], &self.values[range])
     }
 }
 
 impl Benchmark {
-    /// Draws the tasks of `spec` from its seed over the base data.
-    pub fn new(data: Mnist, spec: &BenchmarkSpec) -> Result<Self> {
-        let available = data.train.len();
-        if spec.tasks == 0 {
-            return Err(Error::InvalidOption {
-                option: "--tasks",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if spec.samples_per_task == 0 || spec.samples_per_task > available {
-            return Err(Error::InvalidOption {
-                option: "--samples-per-task",
-                reason: format!(
-                    "must be between 1 and the {available} training images, got {}",
-                    spec.samples_per_task
-                ),
-            });
-        }
+    /// Draws the tasks of `spec` from its seed over `data`.
+    pub fn new(data: Dataset, spec: &BenchmarkSpec) -> Result<Self> {
         let mut rng = rng::stream(spec.seed, Purpose::Benchmark);
-        let mut tasks = if spec.kind.is_class_split() {
-            class_split_tasks(&data, spec, &mut rng)?
-        } else {
-            (0..spec.tasks)
-                .map(|t| {
-                    let (map, descriptor) = match spec.kind {
-                        BenchmarkKind::MnistRotations => {
-                            let width = 180.0 / spec.tasks as f64;
-                            let degrees = t as f64 * width + rng.random::<f64>() * width;
-                            (
-                                PixelMap::rotation(degrees),
-                                TaskDescriptor::Rotation { degrees },
-                            )
-                        }
-                        _ => {
-                            let map = PixelMap::random_permutation(IMAGE_PIXELS, &mut rng);
-                            let sha256 = map.digest();
-                            (map, TaskDescriptor::Permutation { sha256 })
-                        }
-                    };
-                    let train_indices =
-                        rand::seq::index::sample(&mut rng, available, spec.samples_per_task)
-                            .into_iter()
-                            .map(|i| i as u32)
-                            .collect();
-                    Task {
-                        inverse: map.inverse(IMAGE_PIXELS),
-                        map,
-                        train_indices,
-                        test_indices: None,
-                        head: 0..NUM_CLASSES,
-                        descriptor,
-                    }
-                })
-                .collect()
+        let sizes = Sizes {
+            tasks: spec.tasks,
+            samples_per_task: spec.samples_per_task,
         };
+        let (plans, renumber) = spec.scenario.plan(&data, sizes, &mut rng)?;
+        let pixels = data.shape().pixels();
+        let mut tasks: Vec<Task> = plans
+            .into_iter()
+            .map(|p| Task {
+                inverse: p.map.inverse(pixels),
+                map: p.map,
+                train_indices: p.train_indices,
+                test_indices: p.test_indices,
+                head: p.head,
+                descriptor: p.descriptor,
+            })
+            .collect();
         if spec.shuffle_tasks {
             tasks.shuffle(&mut rng::stream(spec.seed, Purpose::TaskOrder));
         }
+        let test = &data.test().inputs;
+        let test_nonzero = (test.zero_fraction() >= SPARSE_TEST_ZERO_FRACTION)
+            .then(|| NonZero::of(test, data.shape().features()));
         Ok(Self {
-            kind: spec.kind,
-            test_nonzero: NonZeroPixels::of(&data.test.images),
+            scenario: spec.scenario,
+            test_nonzero,
+            renumber,
             data,
             tasks,
         })
     }
 
-    /// Which continuum this is.
-    pub fn kind(&self) -> BenchmarkKind {
-        self.kind
+    /// How the tasks were made.
+    pub fn scenario(&self) -> Scenario {
+        self.scenario
+    }
+
+    /// The data set.
+    pub fn data(&self) -> &Dataset {
+        &self.data
     }
 
     /// The tasks in training order.
@@ -240,43 +158,70 @@ impl Benchmark {
 
     /// Input features per example.
     pub fn input_dim(&self) -> usize {
-        IMAGE_PIXELS
+        self.data.shape().features()
     }
 
-    /// Number of classes of the shared head.
+    /// Number of outputs (the data set's classes).
     pub fn num_classes(&self) -> usize {
-        NUM_CLASSES
+        self.data.classes()
     }
 
     /// Number of test examples of `task`.
     pub fn test_len(&self, task: usize) -> usize {
         match &self.tasks[task].test_indices {
             Some(indices) => indices.len(),
-            None => self.data.test.len(),
+            None => self.data.test().len(),
         }
     }
 
-    /// Each task's head (the classes it predicts among), in training order.
+    /// Each task's head (the outputs it predicts among), in training order.
     pub fn heads(&self) -> Vec<Range<usize>> {
         self.tasks.iter().map(|t| t.head.clone()).collect()
     }
 
+    /// Whether test chunks come sparse ([`Self::fill_test_sparse`]) rather than dense
+    /// ([`Self::fill_test`]).
+    pub fn sparse_test(&self) -> bool {
+        self.test_nonzero.is_some()
+    }
+
+    fn output_of(&self, label: u32) -> u32 {
+        self.renumber.as_ref().map_or(label, |r| r[label as usize])
+    }
+
     /// Writes base training examples `indices`, transformed for `task`, into `xs` and `ys`.
     pub fn fill_train(&self, task: usize, indices: &[u32], xs: &mut [f32], ys: &mut [u32]) {
-        let split = &self.data.train;
+        let split = self.data.train();
+        let d = self.input_dim();
+        let channels = self.data.shape().channels;
         let map = &self.tasks[task].map;
         for ((&i, x), y) in indices
             .iter()
-            .zip(xs.chunks_exact_mut(IMAGE_PIXELS))
+            .zip(xs.chunks_exact_mut(d))
             .zip(ys.iter_mut())
         {
-            map.apply_scaled(split.image(i as usize), x);
-            *y = u32::from(split.labels[i as usize]);
+            map.apply_example(&split.inputs, i as usize, channels, x);
+            *y = self.output_of(split.labels[i as usize]);
         }
     }
 
-    /// Writes test examples `start..start + ys.len()` of `task`, transformed for it, into the sparse
-    /// batch `xs` (visiting only the non-zero pixels) and `ys`.
+    /// Writes test examples `start..start + ys.len()` of `task`, transformed for it, densely
+    /// into `xs` (`ys.len()` rows) and `ys`.
+    pub fn fill_test(&self, task: usize, start: usize, xs: &mut [f32], ys: &mut [u32]) {
+        let split = self.data.test();
+        let d = self.input_dim();
+        let channels = self.data.shape().channels;
+        let t = &self.tasks[task];
+        for ((k, x), y) in (start..).zip(xs.chunks_exact_mut(d)).zip(ys.iter_mut()) {
+            let k = t.test_indices.as_ref().map_or(k, |ix| ix[k] as usize);
+            t.map.apply_example(&split.inputs, k, channels, x);
+            *y = self.output_of(split.labels[k]);
+        }
+    }
+
+    /// Writes test examples `start..start + ys.len()` of `task`, transformed for it, into the
+    /// sparse batch `xs` (visiting only the non-zero features) and `ys`. Falls back to the
+    /// dense fill when the test set is not sparse.
     pub fn fill_test_sparse(
         &self,
         task: usize,
@@ -284,113 +229,100 @@ impl Benchmark {
         xs: &mut SparseBatch,
         ys: &mut [u32],
     ) {
-        let inverse = &self.tasks[task].inverse;
-        let test_indices = self.tasks[task].test_indices.as_deref();
-        xs.clear(IMAGE_PIXELS);
+        let d = self.input_dim();
+        let Some(nonzero) = &self.test_nonzero else {
+            let mut dense = vec![0.0; ys.len() * d];
+            self.fill_test(task, start, &mut dense, ys);
+            xs.clear(d);
+            for row in dense.chunks_exact(d) {
+                xs.push_row(
+                    row.iter()
+                        .enumerate()
+                        .filter(|(_, &v)| v != 0.0)
+                        .map(|(j, &v)| (j as u32, v)),
+                );
+            }
+            return;
+        };
+        let pixels = self.data.shape().pixels();
+        let t = &self.tasks[task];
+        xs.clear(d);
         for (k, y) in (start..).zip(ys.iter_mut()) {
-            let k = test_indices.map_or(k, |indices| indices[k] as usize);
-            let (pixels, values) = self.test_nonzero.image(k);
-            for (&j, &v) in pixels.iter().zip(values) {
-                let x = scale_pixel(v);
-                for &i in inverse.targets(usize::from(j)) {
-                    xs.push(i, x);
+            let k = t.test_indices.as_ref().map_or(k, |ix| ix[k] as usize);
+            let (features, values) = nonzero.example(k);
+            for (&j, &x) in features.iter().zip(values) {
+                let (plane, pixel) = (j as usize / pixels, j as usize % pixels);
+                let offset = (plane * pixels) as u32;
+                for &i in t.inverse.targets(pixel) {
+                    xs.push(offset + i, x);
                 }
             }
             xs.end_row();
-            *y = u32::from(self.data.test.labels[k]);
+            *y = self.output_of(self.data.test().labels[k]);
         }
     }
-}
-
-/// The tasks of a class-split benchmark: task t holds digits `t * c .. (t + 1) * c` with
-/// `c = 10 / T`, trains on `samples_per_task` of their training images drawn without
-/// repetition, and is tested on all their test images.
-fn class_split_tasks(data: &Mnist, spec: &BenchmarkSpec, rng: &mut impl Rng) -> Result<Vec<Task>> {
-    if NUM_CLASSES % spec.tasks != 0 {
-        return Err(Error::InvalidOption {
-            option: "--tasks",
-            reason: format!(
-                "{} splits the {NUM_CLASSES} digits into equal tasks only for 1, 2, 5 or 10 tasks, got {}",
-                spec.kind, spec.tasks
-            ),
-        });
-    }
-    let per_task = NUM_CLASSES / spec.tasks;
-    let of_classes = |labels: &[u8], head: &Range<usize>| -> Vec<u32> {
-        labels
-            .iter()
-            .enumerate()
-            .filter(|(_, &y)| head.contains(&usize::from(y)))
-            .map(|(i, _)| i as u32)
-            .collect()
-    };
-    (0..spec.tasks)
-        .map(|t| {
-            let head = t * per_task..(t + 1) * per_task;
-            let pool = of_classes(&data.train.labels, &head);
-            if spec.samples_per_task > pool.len() {
-                return Err(Error::InvalidOption {
-                    option: "--samples-per-task",
-                    reason: format!(
-                        "task {t} (digits {}..{}) has only {} training images, got {}",
-                        head.start,
-                        head.end - 1,
-                        pool.len(),
-                        spec.samples_per_task
-                    ),
-                });
-            }
-            let train_indices = rand::seq::index::sample(rng, pool.len(), spec.samples_per_task)
-                .into_iter()
-                .map(|i| pool[i])
-                .collect();
-            let map = PixelMap::identity(IMAGE_PIXELS);
-            Ok(Task {
-                inverse: map.inverse(IMAGE_PIXELS),
-                map,
-                train_indices,
-                test_indices: Some(of_classes(&data.test.labels, &head)),
-                descriptor: TaskDescriptor::Classes {
-                    digits: head.clone().map(|d| d as u32).collect(),
-                },
-                head,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::mnist::MnistSplit;
+    use crate::data::dataset::{Shape, Split};
+    use crate::data::scenario::ClassOrder;
 
-    /// A tiny synthetic MNIST: `n` images per split, image k filled with k % 256.
-    fn tiny(n: usize) -> Mnist {
-        let split = MnistSplit {
-            images: (0..n * IMAGE_PIXELS)
-                .map(|i| ((i / IMAGE_PIXELS) % 256) as u8)
-                .collect(),
-            labels: (0..n).map(|k| (k % 10) as u8).collect(),
-        };
-        Mnist {
-            train: split.clone(),
-            test: split,
-        }
+    const SIDE: usize = 28;
+    const PIXELS: usize = SIDE * SIDE;
+
+    /// A tiny synthetic MNIST: `n` images per split, image k filled with k % 256 (so mostly
+    /// non-zero: dense), or with one non-zero pixel in `sparse` form.
+    fn tiny(n: usize) -> Dataset {
+        tiny_with(n, false)
     }
 
-    fn spec(kind: BenchmarkKind, shuffle_tasks: bool, seed: u64) -> BenchmarkSpec {
+    fn tiny_with(n: usize, sparse: bool) -> Dataset {
+        let split = Split {
+            inputs: Inputs::Bytes(
+                (0..n * PIXELS)
+                    .map(|i| {
+                        let k = i / PIXELS;
+                        if !sparse || i % PIXELS == k % PIXELS {
+                            (k % 255 + 1) as u8
+                        } else {
+                            0
+                        }
+                    })
+                    .collect(),
+            ),
+            labels: (0..n as u32).map(|k| k % 10).collect(),
+            tasks: None,
+        };
+        let shape = Shape {
+            channels: 1,
+            height: SIDE,
+            width: SIDE,
+        };
+        Dataset::new("tiny", shape, 10, None, "test", split.clone(), split).unwrap()
+    }
+
+    fn spec(scenario: Scenario, shuffle_tasks: bool, seed: u64) -> BenchmarkSpec {
         BenchmarkSpec {
-            kind,
+            scenario,
             tasks: 5,
-            samples_per_task: 7,
+            samples_per_task: Some(7),
             shuffle_tasks,
             seed,
         }
     }
 
+    fn split_scenario() -> Scenario {
+        Scenario::ClassSplit {
+            classes_per_task: None,
+            order: ClassOrder::Consecutive,
+        }
+    }
+
     #[test]
     fn rotation_angles_fall_in_their_bins_and_come_from_the_seed() {
-        let b = Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistRotations, false, 1)).unwrap();
+        let b = Benchmark::new(tiny(30), &spec(Scenario::Rotations, false, 1)).unwrap();
         for (t, task) in b.tasks().iter().enumerate() {
             let TaskDescriptor::Rotation { degrees } = task.descriptor else {
                 panic!("not a rotation")
@@ -405,10 +337,8 @@ mod tests {
             unique.dedup();
             assert_eq!(unique.len(), 7, "a subset without repetition");
         }
-        let again =
-            Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistRotations, false, 1)).unwrap();
-        let other =
-            Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistRotations, false, 2)).unwrap();
+        let again = Benchmark::new(tiny(30), &spec(Scenario::Rotations, false, 1)).unwrap();
+        let other = Benchmark::new(tiny(30), &spec(Scenario::Rotations, false, 2)).unwrap();
         let descriptors = |b: &Benchmark| {
             b.tasks()
                 .iter()
@@ -421,10 +351,8 @@ mod tests {
 
     #[test]
     fn shuffled_task_order_is_a_permutation_of_the_same_tasks() {
-        let ordered =
-            Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistPermutations, false, 3)).unwrap();
-        let shuffled =
-            Benchmark::new(tiny(30), &spec(BenchmarkKind::MnistPermutations, true, 3)).unwrap();
+        let ordered = Benchmark::new(tiny(30), &spec(Scenario::Permutations, false, 3)).unwrap();
+        let shuffled = Benchmark::new(tiny(30), &spec(Scenario::Permutations, true, 3)).unwrap();
         let hashes = |b: &Benchmark| {
             b.tasks()
                 .iter()
@@ -443,31 +371,35 @@ mod tests {
     }
 
     #[test]
-    fn sparse_test_batches_equal_the_dense_transform() {
-        for kind in [
-            BenchmarkKind::MnistPermutations,
-            BenchmarkKind::MnistRotations,
-        ] {
-            let b = Benchmark::new(tiny(12), &spec(kind, false, 4)).unwrap();
-            let mut sparse = SparseBatch::default();
-            let mut ys = vec![0; 4];
-            b.fill_test_sparse(2, 5, &mut sparse, &mut ys);
-            assert_eq!(ys, vec![5, 6, 7, 8]);
-            assert_eq!(b.test_len(2), 12);
-            let mut dense = vec![0.0; 4 * IMAGE_PIXELS];
-            for (k, x) in dense.chunks_exact_mut(IMAGE_PIXELS).enumerate() {
-                b.tasks()[2].map.apply_scaled(b.data.test.image(5 + k), x);
+    fn sparse_and_dense_test_chunks_equal_the_transform() {
+        for sparse in [true, false] {
+            for scenario in [Scenario::Permutations, Scenario::Rotations] {
+                let b = Benchmark::new(tiny_with(12, sparse), &spec(scenario, false, 4)).unwrap();
+                assert_eq!(b.sparse_test(), sparse);
+                let mut xs = SparseBatch::default();
+                let mut ys = vec![0; 4];
+                b.fill_test_sparse(2, 5, &mut xs, &mut ys);
+                assert_eq!(ys, vec![5, 6, 7, 8]);
+                assert_eq!(b.test_len(2), 12);
+                let mut expected = vec![0.0; 4 * PIXELS];
+                for (k, x) in expected.chunks_exact_mut(PIXELS).enumerate() {
+                    b.tasks()[2]
+                        .map
+                        .apply_example(&b.data.test().inputs, 5 + k, 1, x);
+                }
+                assert_eq!(xs.to_dense(), expected);
+                let mut dense = vec![0.0; 4 * PIXELS];
+                b.fill_test(2, 5, &mut dense, &mut ys);
+                assert_eq!(dense, expected);
             }
-            assert_eq!(sparse.to_dense(), dense);
         }
     }
 
     #[test]
     fn rejects_impossible_sizes() {
-        let err =
-            Benchmark::new(tiny(5), &spec(BenchmarkKind::MnistPermutations, false, 0)).unwrap_err();
+        let err = Benchmark::new(tiny(5), &spec(Scenario::Permutations, false, 0)).unwrap_err();
         assert!(err.to_string().contains("--samples-per-task"), "{err}");
-        let mut zero_tasks = spec(BenchmarkKind::MnistPermutations, false, 0);
+        let mut zero_tasks = spec(Scenario::Permutations, false, 0);
         zero_tasks.tasks = 0;
         assert!(Benchmark::new(tiny(30), &zero_tasks)
             .unwrap_err()
@@ -476,47 +408,146 @@ mod tests {
     }
 
     #[test]
-    fn class_split_tasks_hold_their_own_digits_and_heads() {
-        let mut s = spec(BenchmarkKind::MnistSplit, false, 5);
-        s.samples_per_task = 4;
+    fn class_split_tasks_hold_their_own_classes_and_heads() {
+        let mut s = spec(split_scenario(), false, 5);
+        s.samples_per_task = Some(4);
         let b = Benchmark::new(tiny(60), &s).unwrap();
         assert_eq!(b.tasks().len(), 5);
         for (t, task) in b.tasks().iter().enumerate() {
             assert_eq!(task.head, 2 * t..2 * t + 2);
             assert_eq!(task.train_indices.len(), 4);
-            let mut xs = vec![0.0; 4 * IMAGE_PIXELS];
+            let mut xs = vec![0.0; 4 * PIXELS];
             let mut ys = vec![0; 4];
             b.fill_train(t, &task.train_indices, &mut xs, &mut ys);
             assert!(ys.iter().all(|&y| task.head.contains(&(y as usize))));
-            // 60 images with labels k % 10: 6 test images per digit, 12 per task.
+            // 60 images with labels k % 10: 6 test images per class, 12 per task.
             assert_eq!(b.test_len(t), 12);
             let mut sparse = SparseBatch::default();
             let mut test_ys = vec![0; 12];
             b.fill_test_sparse(t, 0, &mut sparse, &mut test_ys);
             assert!(test_ys.iter().all(|&y| task.head.contains(&(y as usize))));
-            // No transform: the sparse rows are the raw test images.
+            // No transform: the rows are the raw test images.
             let k = task.test_indices.as_ref().unwrap()[3] as usize;
-            let mut raw = vec![0.0; IMAGE_PIXELS];
-            PixelMap::identity(IMAGE_PIXELS).apply_scaled(b.data.test.image(k), &mut raw);
-            assert_eq!(
-                &sparse.to_dense()[3 * IMAGE_PIXELS..4 * IMAGE_PIXELS],
-                &raw[..]
-            );
+            let mut raw = vec![0.0; PIXELS];
+            PixelMap::identity(PIXELS).apply_example(&b.data.test().inputs, k, 1, &mut raw);
+            assert_eq!(&sparse.to_dense()[3 * PIXELS..4 * PIXELS], &raw[..]);
         }
         assert_eq!(b.heads()[4], 8..10);
     }
 
     #[test]
+    fn class_split_in_random_order_renumbers_classes_into_contiguous_heads() {
+        let scenario = Scenario::ClassSplit {
+            classes_per_task: Some(3),
+            order: ClassOrder::Random,
+        };
+        let mut s = spec(scenario, false, 9);
+        s.tasks = 3;
+        s.samples_per_task = None;
+        let b = Benchmark::new(tiny(60), &s).unwrap();
+        let mut seen = Vec::new();
+        for (t, task) in b.tasks().iter().enumerate() {
+            let TaskDescriptor::Classes { classes } = &task.descriptor else {
+                panic!("not a class split")
+            };
+            assert_eq!(classes.len(), 3);
+            seen.extend(classes.iter().copied());
+            assert_eq!(task.head, 3 * t..3 * t + 3);
+            // All of the task's 3 x 6 training images, each labelled inside its head.
+            assert_eq!(task.train_indices.len(), 18);
+            let mut xs = vec![0.0; 18 * PIXELS];
+            let mut ys = vec![0; 18];
+            b.fill_train(t, &task.train_indices, &mut xs, &mut ys);
+            for (&i, &y) in task.train_indices.iter().zip(&ys) {
+                let original = b.data.train().labels[i as usize];
+                let position = classes.iter().position(|&c| c == original).unwrap();
+                assert_eq!(y as usize, 3 * t + position);
+            }
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 9, "9 distinct classes of the 10");
+        let consecutive: Vec<u32> = (0..9).collect();
+        let mut drawn = Vec::new();
+        for task in b.tasks() {
+            if let TaskDescriptor::Classes { classes } = &task.descriptor {
+                drawn.extend(classes.iter().copied());
+            }
+        }
+        assert_ne!(drawn, consecutive, "seed 9 shuffles the classes");
+    }
+
+    #[test]
     fn class_split_rejects_uneven_splits_and_oversized_tasks() {
-        let mut s = spec(BenchmarkKind::MnistSplit, false, 5);
+        let mut s = spec(split_scenario(), false, 5);
         s.tasks = 3;
         let err = Benchmark::new(tiny(60), &s).unwrap_err().to_string();
         assert!(err.contains("--tasks"), "{err}");
         s.tasks = 5;
-        s.samples_per_task = 13;
+        s.samples_per_task = Some(13);
         let err = Benchmark::new(tiny(60), &s).unwrap_err().to_string();
         assert!(
-            err.contains("--samples-per-task") && err.contains("only 12"),
+            err.contains("--samples-per-task") && err.contains("the 12 training examples"),
+            "{err}"
+        );
+        for (classes_per_task, tasks, expected) in [
+            (Some(0), 2, "--classes-per-task"),
+            (Some(3), 4, "need 12 classes"),
+        ] {
+            let scenario = Scenario::ClassSplit {
+                classes_per_task,
+                order: ClassOrder::Consecutive,
+            };
+            let mut s = spec(scenario, false, 5);
+            s.tasks = tasks;
+            let err = Benchmark::new(tiny(60), &s).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn given_tasks_follow_the_file_and_rotations_need_square_images() {
+        let mut data = tiny(20);
+        let mut train = data.train().clone();
+        train.tasks = Some((0..20).map(|k| k % 2).collect());
+        let mut test = data.test().clone();
+        test.tasks = Some((0..20).map(|k| u32::from(k >= 15)).collect());
+        data = Dataset::new("given", data.shape(), 10, None, "t", train, test).unwrap();
+        let mut s = spec(Scenario::Given, false, 0);
+        s.tasks = 2;
+        s.samples_per_task = None;
+        let b = Benchmark::new(data.clone(), &s).unwrap();
+        assert_eq!(
+            b.tasks()[0].train_indices,
+            (0..20).step_by(2).collect::<Vec<u32>>()
+        );
+        assert_eq!(b.test_len(0), 15);
+        assert_eq!(b.test_len(1), 5);
+        assert_eq!(b.tasks()[1].head, 0..10);
+        s.tasks = 3;
+        let err = Benchmark::new(data, &s).unwrap_err().to_string();
+        assert!(err.contains("states 2 tasks"), "{err}");
+        let err = Benchmark::new(tiny(20), &spec(Scenario::Given, false, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has none"), "{err}");
+
+        let split = Split {
+            inputs: Inputs::Bytes(vec![1; 4 * 6]),
+            labels: vec![0, 1, 0, 1],
+            tasks: None,
+        };
+        let shape = Shape {
+            channels: 1,
+            height: 2,
+            width: 3,
+        };
+        let wide = Dataset::new("wide", shape, 2, None, "t", split.clone(), split).unwrap();
+        let err = Benchmark::new(wide, &spec(Scenario::Rotations, false, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("square images") && err.contains("1x2x3"),
             "{err}"
         );
     }

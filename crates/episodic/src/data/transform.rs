@@ -1,6 +1,7 @@
 //! Per-task input transforms: a fixed map from each output pixel to a source pixel.
 //!
-//! Both MNIST continua are of this kind. A permutation maps every output pixel to a
+//! Permutations and rotations are of this kind; a map acts on the pixel positions of one
+//! channel and every channel of a colour image moves alike. A permutation maps every output pixel to a
 //! distinct source pixel; a nearest-neighbour rotation maps each output pixel to the
 //! source pixel its centre lands in, or to nothing (zero fill) when that falls outside
 //! the image. Tasks are therefore the base data plus one small `PixelMap`, applied when
@@ -9,7 +10,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::mnist::{IMAGE_PIXELS, IMAGE_SIDE};
+use super::dataset::Inputs;
 
 /// Marks an output pixel with no source (filled with zero).
 const NO_SOURCE: u32 = u32::MAX;
@@ -35,29 +36,30 @@ impl PixelMap {
         map
     }
 
-    /// Counter-clockwise rotation of a 28x28 image by `degrees` about its centre,
+    /// Counter-clockwise rotation of a `side` x `side` image by `degrees` about its centre,
     /// nearest-neighbour, zero fill, no expansion: the semantics of PIL's
     /// `Image.rotate(angle)` with its defaults, which the reference uses.
     ///
     /// Output pixel (x, y) takes the input pixel containing the point obtained by rotating
-    /// its centre (x + 0.5, y + 0.5) clockwise by `degrees` about (14, 14).
-    pub fn rotation(degrees: f64) -> Self {
-        let side = IMAGE_SIDE as f64;
+    /// its centre (x + 0.5, y + 0.5) clockwise by `degrees` about (side / 2, side / 2).
+    pub fn rotation(side: usize, degrees: f64) -> Self {
+        let n = side;
+        let side = n as f64;
         let centre = side / 2.0;
         let theta = degrees.to_radians();
         // PIL rounds the matrix entries to 15 decimals, which makes multiples of 90 degrees exact.
         let round15 = |v: f64| (v * 1e15).round() / 1e15;
         let (cos, sin) = (round15(theta.cos()), round15(theta.sin()));
-        let mut source = Vec::with_capacity(IMAGE_PIXELS);
-        for y in 0..IMAGE_SIDE {
-            for x in 0..IMAGE_SIDE {
+        let mut source = Vec::with_capacity(n * n);
+        for y in 0..n {
+            for x in 0..n {
                 let dx = x as f64 + 0.5 - centre;
                 let dy = y as f64 + 0.5 - centre;
                 let sx = (cos * dx - sin * dy + centre).floor();
                 let sy = (sin * dx + cos * dy + centre).floor();
                 let inside = (0.0..side).contains(&sx) && (0.0..side).contains(&sy);
                 source.push(if inside {
-                    sy as u32 * IMAGE_SIDE as u32 + sx as u32
+                    (sy as usize * n + sx as usize) as u32
                 } else {
                     NO_SOURCE
                 });
@@ -90,6 +92,32 @@ impl PixelMap {
         }
     }
 
+    /// Writes example `k` of `inputs` (`channels` planes of this map's pixels each),
+    /// transformed plane by plane and scaled as its kind says (bytes / 255, floats as they
+    /// are), into `out`.
+    pub fn apply_example(&self, inputs: &Inputs, k: usize, channels: usize, out: &mut [f32]) {
+        let plane = self.source.len();
+        let d = plane * channels;
+        debug_assert_eq!(out.len(), d);
+        match inputs {
+            Inputs::Bytes(all) => {
+                let example = &all[k * d..(k + 1) * d];
+                for (c, o) in out.chunks_exact_mut(plane).enumerate() {
+                    self.apply_scaled(&example[c * plane..(c + 1) * plane], o);
+                }
+            }
+            Inputs::Floats(all) => {
+                let example = &all[k * d..(k + 1) * d];
+                for (c, o) in out.chunks_exact_mut(plane).enumerate() {
+                    let image = &example[c * plane..(c + 1) * plane];
+                    for (o, &s) in o.iter_mut().zip(&self.source) {
+                        *o = image.get(s as usize).copied().unwrap_or(0.0);
+                    }
+                }
+            }
+        }
+    }
+
     /// For each source pixel, the output pixels that copy it: the map run backwards, so that
     /// a sparse image can be transformed by visiting only its non-zero pixels.
     pub fn inverse(&self, source_pixels: usize) -> InverseMap {
@@ -116,7 +144,7 @@ impl PixelMap {
     /// SHA-256 (hex) of the map, identifying a permutation in results files.
     pub fn digest(&self) -> String {
         let bytes: Vec<u8> = self.source.iter().flat_map(|s| s.to_le_bytes()).collect();
-        super::mnist::sha256_hex(&bytes)
+        super::idx::sha256_hex(&bytes)
     }
 }
 
@@ -144,6 +172,9 @@ impl InverseMap {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    const IMAGE_SIDE: usize = 28;
+    const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
 
     fn random_image(seed: u64) -> Vec<u8> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -186,7 +217,7 @@ mod tests {
     fn inverse_map_lists_every_output_of_each_source() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         for map in [
-            PixelMap::rotation(33.0),
+            PixelMap::rotation(IMAGE_SIDE, 33.0),
             PixelMap::random_permutation(IMAGE_PIXELS, &mut rng),
         ] {
             let inverse = map.inverse(IMAGE_PIXELS);
@@ -206,10 +237,13 @@ mod tests {
 
     #[test]
     fn rotation_by_zero_is_identity() {
-        assert_eq!(PixelMap::rotation(0.0), PixelMap::identity(IMAGE_PIXELS));
+        assert_eq!(
+            PixelMap::rotation(IMAGE_SIDE, 0.0),
+            PixelMap::identity(IMAGE_PIXELS)
+        );
         let img = random_image(2);
         let expected: Vec<f32> = img.iter().map(|&p| f32::from(p) / 255.0).collect();
-        let got = apply(&PixelMap::rotation(0.0), &img);
+        let got = apply(&PixelMap::rotation(IMAGE_SIDE, 0.0), &img);
         for (g, e) in got.iter().zip(&expected) {
             assert!((g - e).abs() < 1e-7);
         }
@@ -219,7 +253,7 @@ mod tests {
     fn rotation_by_90_matches_hand_rotated_image() {
         // Counter-clockwise by 90 degrees: output row r, column c is input row c, column 27 - r.
         let img = random_image(3);
-        let got = apply(&PixelMap::rotation(90.0), &img);
+        let got = apply(&PixelMap::rotation(IMAGE_SIDE, 90.0), &img);
         for r in 0..IMAGE_SIDE {
             for c in 0..IMAGE_SIDE {
                 let want = img[c * IMAGE_SIDE + (IMAGE_SIDE - 1 - r)];
@@ -231,7 +265,7 @@ mod tests {
             }
         }
         // Four quarter turns bring the image back.
-        let q = PixelMap::rotation(90.0);
+        let q = PixelMap::rotation(IMAGE_SIDE, 90.0);
         let mut x: Vec<u8> = img.clone();
         for _ in 0..4 {
             x = apply(&q, &x)
@@ -244,7 +278,7 @@ mod tests {
 
     #[test]
     fn rotation_by_45_clips_corners_and_keeps_centre() {
-        let map = PixelMap::rotation(45.0);
+        let map = PixelMap::rotation(IMAGE_SIDE, 45.0);
         assert_eq!(
             map.source_of(0),
             None,
@@ -256,5 +290,26 @@ mod tests {
             .count();
         // Square and rotated square overlap in an octagon of 2(sqrt 2 - 1) = 83% of the area: ~135 empty.
         assert!((100..250).contains(&filled), "{filled} zero-filled pixels");
+    }
+
+    #[test]
+    fn colour_planes_move_alike_and_floats_pass_unscaled() {
+        let map = PixelMap::rotation(4, 90.0);
+        let bytes: Vec<u8> = (0..2 * 16 * 3).map(|i| i as u8).collect();
+        let mut out = vec![0.0; 48];
+        map.apply_example(&Inputs::Bytes(bytes.clone()), 1, 3, &mut out);
+        let example = &bytes[48..96];
+        for c in 0..3 {
+            let mut plane = vec![0.0; 16];
+            map.apply_scaled(&example[c * 16..(c + 1) * 16], &mut plane);
+            assert_eq!(&out[c * 16..(c + 1) * 16], &plane[..], "plane {c}");
+        }
+        let floats: Vec<f32> = bytes.iter().map(|&b| f32::from(b) * 2.0).collect();
+        map.apply_example(&Inputs::Floats(floats), 1, 3, &mut out);
+        let mut plane = vec![0.0; 16];
+        map.apply_scaled(&example[16..32], &mut plane);
+        for (f, p) in out[16..32].iter().zip(&plane) {
+            assert!((f - p * 510.0).abs() < 1e-3, "{f} vs {p}");
+        }
     }
 }

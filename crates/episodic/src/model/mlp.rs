@@ -41,6 +41,15 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
+    /// The paper's two hidden layers of 100 between `input` features and `classes` outputs.
+    pub fn for_data(input: usize, classes: usize) -> Self {
+        Self {
+            input,
+            hidden: vec![100, 100],
+            classes,
+        }
+    }
+
     /// All layer widths, input first.
     pub fn widths(&self) -> Vec<usize> {
         let mut w = vec![self.input];

@@ -1,0 +1,234 @@
+//! From options to a run: the data set they name, loaded and checked, and the one resolved
+//! configuration (every default filled in from the preset's protocol or the data's shape);
+//! and back, from a configuration to the options that reproduce it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use episodic::config::{ExperimentConfig, MethodConfig, MethodKind};
+use episodic::data::{DataSource, Dataset, Holdout, Preset, Protocol, Scenario};
+use episodic::model::MlpConfig;
+
+use crate::options::{ClassOrderArg, MethodArg, Options, Samples, ScenarioArg};
+
+/// A configuration ready to run, with its data.
+pub struct Resolved {
+    /// Every setting of the run.
+    pub config: ExperimentConfig,
+    /// The data set it runs on.
+    pub data: Dataset,
+    /// Test examples held out of own arrays without test arrays.
+    pub holdout: Option<Holdout>,
+}
+
+/// Data sets already loaded, by source, so that a suite loads each once.
+#[derive(Default)]
+pub struct DataCache {
+    loaded: HashMap<String, (Dataset, Option<Holdout>)>,
+}
+
+impl DataCache {
+    /// The data set of `source` (loaded on first use; own arrays' hold-out from `seed`).
+    pub fn get(
+        &mut self,
+        source: &DataSource,
+        data_dir: &Path,
+        seed: u64,
+    ) -> Result<(Dataset, Option<Holdout>)> {
+        let holds_out = matches!(source, DataSource::Arrays { .. });
+        let key = format!(
+            "{}|{}|{}",
+            serde_json::to_string(source)?,
+            data_dir.display(),
+            if holds_out { seed } else { 0 }
+        );
+        if let Some(hit) = self.loaded.get(&key) {
+            return Ok(hit.clone());
+        }
+        let loaded = source.load(data_dir, seed)?;
+        self.loaded.insert(key, loaded.clone());
+        Ok(loaded)
+    }
+}
+
+/// `given`, else `$EPISODIC_DATA`, else the repository's `data/`.
+pub fn resolve_data_dir(given: Option<&PathBuf>) -> PathBuf {
+    if let Some(dir) = given {
+        return dir.clone();
+    }
+    match std::env::var_os("EPISODIC_DATA") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            // crates/episodic-cli -> the repository root.
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let root = crate_dir
+                .parent()
+                .and_then(|p| p.parent())
+                .unwrap_or(crate_dir);
+            root.join("data")
+        }
+    }
+}
+
+/// Where own data at `path` come from: IDX files in a folder, or NumPy arrays.
+fn own_source(path: &Path) -> Result<DataSource> {
+    if !path.exists() {
+        bail!(
+            "invalid value for --data: {} does not exist",
+            path.display()
+        );
+    }
+    if path.is_dir() && episodic::data::IdxFiles::find(path).is_ok() {
+        return Ok(DataSource::Idx {
+            dir: path.to_path_buf(),
+        });
+    }
+    Ok(DataSource::Arrays {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Resolves `options` into a run: loads (or reuses from `cache`) the data, fills every unset
+/// option from the preset's protocol or the data, and validates the whole.
+pub fn resolve(options: &Options, threads: usize, cache: &mut DataCache) -> Result<Resolved> {
+    let method = MethodKind::from(options.method.unwrap_or(MethodArg::Gem));
+    let seed = options.seed.unwrap_or(0);
+    let data_dir = resolve_data_dir(options.data_dir.as_ref());
+    if options.data.is_some() && options.benchmark.is_some() {
+        bail!("invalid value for --data: give --data or --benchmark, not both");
+    }
+    let asked_scenario = crate::options::scenario_of(options)?;
+    let (mut config, preset_defaults) = match (&options.data, options.benchmark) {
+        (Some(path), _) => {
+            let source = own_source(path)?;
+            let Some(scenario) = asked_scenario else {
+                bail!("invalid value for --data: give --scenario (permutations, rotations, class-split or given)");
+            };
+            let mut config = ExperimentConfig::paper(Preset::MnistPermutations, method, threads);
+            config.method = MethodConfig::paper(method, Protocol::for_scenario(&scenario));
+            config.benchmark = format!("{}-{}", source.name(), scenario.id());
+            config.data = source;
+            config.scenario = scenario;
+            (config, None)
+        }
+        (None, preset) => {
+            let preset = preset.unwrap_or(Preset::MnistPermutations);
+            let mut config = ExperimentConfig::preset(preset, method, threads, &data_dir);
+            match asked_scenario {
+                Some(scenario) if scenario != preset.scenario() => {
+                    config.benchmark = format!("{}-{}", config.data.name(), scenario.id());
+                    config.scenario = scenario;
+                    (config, None)
+                }
+                _ => (config, Some(preset)),
+            }
+        }
+    };
+    let (data, holdout) = cache.get(&config.data, &data_dir, seed)?;
+    config.seed = seed;
+    config.tasks = match (options.tasks, preset_defaults) {
+        (Some(tasks), _) => tasks,
+        (None, Some(preset)) => preset.default_tasks(),
+        (None, None) => config.scenario.default_tasks(&data)?,
+    };
+    config.samples_per_task = match (options.samples_per_task, preset_defaults) {
+        (Some(samples), _) => samples.count(),
+        (None, Some(preset)) => preset.default_samples_per_task(),
+        (None, None) => match config.scenario {
+            Scenario::Permutations | Scenario::Rotations => Some(1000.min(data.train().len())),
+            Scenario::ClassSplit { .. } | Scenario::Given => None,
+        },
+    };
+    config.model = MlpConfig::for_data(data.shape().features(), data.classes());
+    config.epochs = options.epochs.unwrap_or(1);
+    config.batch_size = options.batch_size.unwrap_or(10);
+    config.shuffle_tasks = options.shuffle_tasks.unwrap_or(false);
+    config.eval_every = options.eval_every;
+    config.method.apply(&options.overrides())?;
+    config.validate()?;
+    Ok(Resolved {
+        config,
+        data,
+        holdout,
+    })
+}
+
+/// The options that resolve to `config` again (every option explicit; the method's own
+/// hyper-parameters only).
+pub fn options_of(config: &ExperimentConfig) -> Options {
+    let mut o = Options::default();
+    let preset = config
+        .preset_of()
+        .filter(|p| p.scenario() == config.scenario);
+    match (preset, &config.data) {
+        (Some(preset), DataSource::Vendored { .. }) => o.benchmark = Some(preset),
+        (Some(preset), DataSource::Cifar { dir, .. }) => {
+            o.benchmark = Some(preset);
+            o.data_dir = Some(dir.clone());
+        }
+        (_, DataSource::Idx { dir }) => o.data = Some(dir.clone()),
+        (_, DataSource::Arrays { path }) => o.data = Some(path.clone()),
+        (None, DataSource::Vendored { name }) => {
+            o.benchmark = Preset::ALL
+                .into_iter()
+                .find(|p| matches!(p.source(Path::new("")), DataSource::Vendored { name: n } if n == *name));
+        }
+        (None, DataSource::Cifar { variant, dir }) => {
+            o.benchmark = Preset::ALL.into_iter().find(
+                |p| matches!(p.source(dir), DataSource::Cifar { variant: v, .. } if v == *variant),
+            );
+            o.data_dir = Some(dir.clone());
+        }
+    }
+    if preset.is_none() {
+        o.scenario = Some(match config.scenario {
+            Scenario::Permutations => ScenarioArg::Permutations,
+            Scenario::Rotations => ScenarioArg::Rotations,
+            Scenario::ClassSplit { .. } => ScenarioArg::ClassSplit,
+            Scenario::Given => ScenarioArg::Given,
+        });
+        if let Scenario::ClassSplit {
+            classes_per_task,
+            order,
+        } = config.scenario
+        {
+            o.classes_per_task = classes_per_task;
+            o.class_order = Some(match order {
+                episodic::data::ClassOrder::Consecutive => ClassOrderArg::Consecutive,
+                episodic::data::ClassOrder::Random => ClassOrderArg::Random,
+            });
+        }
+    }
+    o.method = Some(config.method.kind().into());
+    o.lr = Some(config.method.learning_rate());
+    match config.method {
+        MethodConfig::Ewc(p) => {
+            o.memories_per_task = Some(p.memories_per_task);
+            o.strength = Some(p.strength);
+        }
+        MethodConfig::Icarl(p) => {
+            o.memory_size = Some(p.memory_size);
+            o.strength = Some(p.strength);
+        }
+        MethodConfig::Agem(p) => {
+            o.memories_per_task = Some(p.memories_per_task);
+            o.sample_size = Some(p.sample_size);
+        }
+        MethodConfig::Er(p) => o.memories_per_task = Some(p.memories_per_task),
+        MethodConfig::Gem(p) => {
+            o.memories_per_task = Some(p.memories_per_task);
+            o.margin = Some(p.margin);
+        }
+        MethodConfig::Independent(p) => o.finetune = Some(p.finetune),
+        MethodConfig::Single(_) | MethodConfig::Multimodal(_) => {}
+    }
+    o.seed = Some(config.seed);
+    o.tasks = Some(config.tasks);
+    o.samples_per_task = Some(Samples::of(config.samples_per_task));
+    o.epochs = Some(config.epochs);
+    o.batch_size = Some(config.batch_size);
+    o.shuffle_tasks = Some(config.shuffle_tasks);
+    o.eval_every = config.eval_every;
+    o
+}

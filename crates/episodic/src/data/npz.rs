@@ -1,0 +1,1037 @@
+//! Users' own arrays: an `.npz` archive (`np.savez`, `np.savez_compressed`) or a directory of
+//! `.npy` files, with the arrays `x_train`, `y_train` and, optionally, `x_test`, `y_test`,
+//! `task_train`, `task_test`.
+//!
+//! Examples (`x_*`) are `uint8` (8-bit levels, scaled by 1/255 later), `float32`, or `float64`
+//! (converted; values not finite in `float32` are refused), shaped N x D, N x H x W or
+//! N x C x H x W in C order. Labels and task ids are 1-D arrays of N non-negative integers of
+//! any integer dtype that fit in 32 bits. Without test arrays a seeded sixth of the training
+//! examples is held out as the test set.
+//!
+//! Headers and data are read with `npyz`; every size is checked before anything is
+//! allocated: the header's shape times the item size must stay below [`MAX_ARRAY_BYTES`],
+//! match the bytes that follow it exactly and, in an archive, the entry's declared size.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+
+use super::dataset::{Dataset, Inputs, Shape, Split};
+use crate::error::{Error, Result};
+use crate::rng::{self, Purpose};
+
+/// The largest array read (data bytes): a guard against decompression bombs and hostile
+/// headers.
+pub const MAX_ARRAY_BYTES: u64 = 4 << 30;
+/// The longest `.npy` header accepted (NumPy writes well under 1 KiB).
+pub const MAX_HEADER_BYTES: usize = 1 << 16;
+
+/// The arrays read, in the order they are looked for.
+pub const ARRAY_NAMES: [&str; 6] = [
+    "x_train",
+    "y_train",
+    "x_test",
+    "y_test",
+    "task_train",
+    "task_test",
+];
+
+/// How many training examples were kept and how many held out as the test set, when the
+/// data had no test arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdout {
+    /// Examples left for training.
+    pub train: usize,
+    /// Examples held out for testing.
+    pub test: usize,
+}
+
+/// The values of an array, widened to one type per kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    /// `uint8`.
+    U8(Vec<u8>),
+    /// `float32`.
+    F32(Vec<f32>),
+    /// `float64`.
+    F64(Vec<f64>),
+    /// `int8` to `int64`.
+    Signed(Vec<i64>),
+    /// `uint16` to `uint64`.
+    Unsigned(Vec<u64>),
+}
+
+/// An array read from a `.npy` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array {
+    /// The dimensions, first the number of examples.
+    pub shape: Vec<usize>,
+    /// The NumPy type string (e.g. `<f4`, `|u1`).
+    pub dtype: String,
+    /// The values, in C order.
+    pub values: Values,
+}
+
+fn bad(path: &Path, reason: String) -> Error {
+    Error::DataFile {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// What a header says, checked: where the data starts and how long it is.
+struct Header {
+    data_offset: usize,
+    data_bytes: usize,
+}
+
+/// Reads the fixed prefix of a `.npy` file: the magic, the version and the header's length.
+/// Returns the header's end, without having looked at the header.
+fn header_end(path: &Path, bytes: &[u8]) -> Result<usize> {
+    if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
+        return Err(bad(path, "not a .npy file (no \\x93NUMPY magic)".into()));
+    }
+    let (len, prefix) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        2 | 3 => return Err(bad(path, "truncated .npy header".into())),
+        v => return Err(bad(path, format!("unknown .npy format version {v}"))),
+    };
+    if len > MAX_HEADER_BYTES {
+        return Err(bad(
+            path,
+            format!("a {len}-byte header, more than the {MAX_HEADER_BYTES} accepted"),
+        ));
+    }
+    Ok(prefix + len)
+}
+
+/// Checks the header at the start of `bytes` (which must hold at least the header): dtype,
+/// order, shape and the data size they imply.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(Header, npyz::NpyHeader)> {
+    let end = header_end(path, bytes)?;
+    if bytes.len() < end {
+        return Err(bad(
+            path,
+            format!(
+                "truncated: the header needs {end} bytes, the file has {}",
+                bytes.len()
+            ),
+        ));
+    }
+    let prefix = if bytes[6] == 1 { 10 } else { 12 };
+    let text = std::str::from_utf8(&bytes[prefix..end])
+        .map_err(|_| bad(path, "the header is not text".into()))?;
+    // npyz multiplies the dimensions unchecked: make sure they cannot overflow first.
+    let literal: py_literal::Value = text
+        .trim_end()
+        .parse()
+        .map_err(|_| bad(path, "the header is not a Python literal".into()))?;
+    let dims = literal
+        .as_dict()
+        .and_then(|d| {
+            d.iter()
+                .find(|(k, _)| k.as_string().is_some_and(|k| k == "shape"))
+        })
+        .and_then(|(_, v)| v.as_tuple())
+        .ok_or_else(|| bad(path, "the header has no shape tuple".into()))?;
+    let mut product: u64 = 1;
+    for d in dims {
+        let d: u64 = d
+            .as_integer()
+            .and_then(|i| i.to_string().parse().ok())
+            .ok_or_else(|| bad(path, format!("the header's shape has a bad dimension {d}")))?;
+        if d > 0 {
+            product = product
+                .checked_mul(d)
+                .ok_or_else(|| bad(path, "the header's shape overflows".into()))?;
+        }
+    }
+    let header = npyz::NpyHeader::from_reader(&bytes[..end])
+        .map_err(|e| bad(path, format!("bad header: {e}")))?;
+    let descr = header_descr(&header);
+    let npyz::DType::Plain(ts) = header.dtype() else {
+        return Err(bad(
+            path,
+            format!("structured dtype {descr} is not supported"),
+        ));
+    };
+    use npyz::TypeChar;
+    let size = ts.size_field();
+    let numeric = match ts.type_char() {
+        TypeChar::Uint | TypeChar::Int => matches!(size, 1 | 2 | 4 | 8),
+        TypeChar::Float => matches!(size, 4 | 8),
+        TypeChar::Object => {
+            return Err(bad(
+                path,
+                "an object array (it would need pickle) is refused".into(),
+            ))
+        }
+        _ => false,
+    };
+    if !numeric {
+        return Err(bad(
+            path,
+            format!("dtype {descr} is not supported (integers, float32 or float64 only)"),
+        ));
+    }
+    let shape = header.shape();
+    if shape.is_empty() {
+        return Err(bad(
+            path,
+            "a 0-d array (a scalar), expected one row per example".into(),
+        ));
+    }
+    if shape.len() > 1 && header.order() == npyz::Order::Fortran {
+        return Err(bad(
+            path,
+            "the array is in Fortran order; save it with np.ascontiguousarray".into(),
+        ));
+    }
+    let elements: u64 = if shape.contains(&0) { 0 } else { product };
+    let data_bytes = elements
+        .checked_mul(size)
+        .filter(|&b| b <= MAX_ARRAY_BYTES)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| {
+            bad(
+                path,
+                format!(
+                    "shape {shape:?} of {descr} is more than the {} GiB accepted",
+                    MAX_ARRAY_BYTES >> 30
+                ),
+            )
+        })?;
+    Ok((
+        Header {
+            data_offset: end,
+            data_bytes,
+        },
+        header,
+    ))
+}
+
+fn header_descr(header: &npyz::NpyHeader) -> String {
+    header.dtype().descr().replace('\'', "")
+}
+
+fn read_values<T: npyz::Deserialize>(path: &Path, file: npyz::NpyFile<&[u8]>) -> Result<Vec<T>> {
+    file.into_vec()
+        .map_err(|e| bad(path, format!("cannot read the data: {e}")))
+}
+
+/// Parses a whole `.npy` file from `bytes`: checks its header (numeric dtype, C order, at
+/// least one dimension, at most [`MAX_ARRAY_BYTES`]) and that exactly the data it announces
+/// follows, then reads the values (either byte order).
+pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Array> {
+    let (header, npy_header) = check_header(path, bytes)?;
+    let found = bytes.len() - header.data_offset;
+    let shape: Vec<usize> = npy_header.shape().iter().map(|&d| d as usize).collect();
+    let dtype = header_descr(&npy_header);
+    if found != header.data_bytes {
+        return Err(bad(
+            path,
+            if found < header.data_bytes {
+                format!(
+                    "truncated: shape {shape:?} of {dtype} needs {} data bytes, the file has {found}",
+                    header.data_bytes
+                )
+            } else {
+                format!(
+                    "{} unexpected trailing bytes after the {} data bytes",
+                    found - header.data_bytes,
+                    header.data_bytes
+                )
+            },
+        ));
+    }
+    let npyz::DType::Plain(ts) = npy_header.dtype() else {
+        return Err(bad(
+            path,
+            format!("structured dtype {dtype} is not supported"),
+        ));
+    };
+    let file = npyz::NpyFile::with_header(npy_header, &bytes[header.data_offset..]);
+    use npyz::TypeChar::{Float, Int, Uint};
+    let values = match (ts.type_char(), ts.size_field()) {
+        (Uint, 1) => Values::U8(read_values(path, file)?),
+        (Uint, 2) => Values::Unsigned(widen(read_values::<u16>(path, file)?)),
+        (Uint, 4) => Values::Unsigned(widen(read_values::<u32>(path, file)?)),
+        (Uint, 8) => Values::Unsigned(read_values(path, file)?),
+        (Int, 1) => Values::Signed(widen(read_values::<i8>(path, file)?)),
+        (Int, 2) => Values::Signed(widen(read_values::<i16>(path, file)?)),
+        (Int, 4) => Values::Signed(widen(read_values::<i32>(path, file)?)),
+        (Int, 8) => Values::Signed(read_values(path, file)?),
+        (Float, 4) => Values::F32(read_values(path, file)?),
+        (Float, 8) => Values::F64(read_values(path, file)?),
+        _ => return Err(bad(path, format!("dtype {dtype} is not supported"))),
+    };
+    Ok(Array {
+        shape,
+        dtype,
+        values,
+    })
+}
+
+fn widen<T: Copy, U: From<T>>(v: Vec<T>) -> Vec<U> {
+    v.into_iter().map(U::from).collect()
+}
+
+/// Loads a data set from an `.npz` archive or a directory of `.npy` files (see the module
+/// documentation). Without test arrays, a seeded sixth of the training examples (drawn with
+/// `holdout_seed`) becomes the test set and the returned [`Holdout`] says how many.
+pub fn load_arrays(path: &Path, holdout_seed: u64) -> Result<(Dataset, Option<Holdout>)> {
+    if path.is_dir() {
+        let mut arrays = HashMap::new();
+        for name in ARRAY_NAMES {
+            let file = path.join(format!("{name}.npy"));
+            if file.is_file() {
+                let bytes = read_file(&file)?;
+                arrays.insert(name, (file.clone(), parse_npy(&file, &bytes)?));
+            }
+        }
+        return assemble(path, arrays, holdout_seed);
+    }
+    if !path.exists() {
+        return Err(Error::FileMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    let bytes = read_file(path)?;
+    parse_npz(path, &bytes, holdout_seed)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    let most = MAX_ARRAY_BYTES * 6 + MAX_HEADER_BYTES as u64 * 6;
+    if len > most {
+        return Err(bad(
+            path,
+            format!("{len} bytes, more than the arrays it may hold"),
+        ));
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Parses an `.npz` archive held in `bytes` into a data set, as [`load_arrays`] does.
+pub fn parse_npz(
+    path: &Path,
+    bytes: &[u8],
+    holdout_seed: u64,
+) -> Result<(Dataset, Option<Holdout>)> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| bad(path, format!("not a readable zip archive: {e}")))?;
+    let mut arrays = HashMap::new();
+    for name in ARRAY_NAMES {
+        let entry_name = format!("{name}.npy");
+        let entry_path = path.join(&entry_name);
+        let entry = match zip.by_name(&entry_name) {
+            Ok(entry) => entry,
+            Err(zip::result::ZipError::FileNotFound) => continue,
+            Err(e) => return Err(bad(&entry_path, format!("cannot open the entry: {e}"))),
+        };
+        let bytes = read_entry(&entry_path, entry)?;
+        arrays.insert(name, (entry_path.clone(), parse_npy(&entry_path, &bytes)?));
+    }
+    assemble(path, arrays, holdout_seed)
+}
+
+/// Reads one archive entry: first its header, whose data size must fit the cap and the
+/// entry's declared size, then exactly that much data.
+fn read_entry(path: &Path, entry: impl Read + HasSize) -> Result<Vec<u8>> {
+    let declared = entry.declared_size();
+    let io = |e: std::io::Error| bad(path, format!("corrupt archive entry: {e}"));
+    let mut entry = entry.take(declared);
+    let mut bytes = Vec::new();
+    (&mut entry).take(12).read_to_end(&mut bytes).map_err(io)?;
+    let end = header_end(path, &bytes)?;
+    (&mut entry)
+        .take((end - bytes.len().min(end)) as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    let (header, _) = check_header(path, &bytes)?;
+    let needed = (header.data_offset + header.data_bytes) as u64;
+    if needed != declared {
+        return Err(bad(
+            path,
+            format!("the archive declares {declared} bytes, the header needs {needed}"),
+        ));
+    }
+    bytes.reserve(header.data_bytes.min(64 << 20));
+    entry.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+/// The declared uncompressed size of an archive entry.
+trait HasSize {
+    fn declared_size(&self) -> u64;
+}
+
+impl<R: Read> HasSize for zip::read::ZipFile<'_, R> {
+    fn declared_size(&self) -> u64 {
+        self.size()
+    }
+}
+
+/// Examples of one split, checked.
+struct Examples {
+    shape: Shape,
+    n: usize,
+    inputs: Inputs,
+}
+
+fn examples(path: &Path, a: Array) -> Result<Examples> {
+    let shape = match a.shape[..] {
+        [_, d] => Shape::flat(d),
+        [_, h, w] => Shape {
+            channels: 1,
+            height: h,
+            width: w,
+        },
+        [_, c, h, w] => Shape {
+            channels: c,
+            height: h,
+            width: w,
+        },
+        _ => {
+            return Err(bad(
+                path,
+                format!(
+                    "shape {:?}; examples must be N x D, N x H x W or N x C x H x W",
+                    a.shape
+                ),
+            ))
+        }
+    };
+    if a.shape[1..].contains(&0) {
+        return Err(bad(
+            path,
+            format!("shape {:?}: examples without features", a.shape),
+        ));
+    }
+    let n = a.shape[0];
+    let non_finite = |i: usize, v: f64| {
+        bad(
+            path,
+            format!(
+                "example {} has a value ({v:e}) that is not a finite float32",
+                i / shape.features()
+            ),
+        )
+    };
+    let inputs = match a.values {
+        Values::U8(v) => Inputs::Bytes(v),
+        Values::F32(v) => {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(non_finite(i, f64::from(v[i])));
+            }
+            Inputs::Floats(v)
+        }
+        Values::F64(v) => {
+            if let Some(i) = v.iter().position(|&x| !(x as f32).is_finite()) {
+                return Err(non_finite(i, v[i]));
+            }
+            Inputs::Floats(v.into_iter().map(|x| x as f32).collect())
+        }
+        Values::Signed(_) | Values::Unsigned(_) => {
+            return Err(bad(
+                path,
+                format!(
+                    "dtype {} for examples; expected uint8, float32 or float64",
+                    a.dtype
+                ),
+            ))
+        }
+    };
+    Ok(Examples { shape, n, inputs })
+}
+
+/// Labels or task ids: `n` integers in `0..=u32::MAX`.
+fn ids(path: &Path, a: Array, n: usize) -> Result<Vec<u32>> {
+    if a.shape != [n] {
+        return Err(bad(
+            path,
+            format!("shape {:?}, expected ({n},): one per example", a.shape),
+        ));
+    }
+    let out_of_range = |i: usize, v: &dyn std::fmt::Display| {
+        bad(
+            path,
+            format!("value {v} at index {i} is not a non-negative 32-bit integer"),
+        )
+    };
+    match a.values {
+        Values::U8(v) => Ok(v.into_iter().map(u32::from).collect()),
+        Values::Unsigned(v) => v
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| u32::try_from(x).map_err(|_| out_of_range(i, &x)))
+            .collect(),
+        Values::Signed(v) => v
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| u32::try_from(x).map_err(|_| out_of_range(i, &x)))
+            .collect(),
+        Values::F32(_) | Values::F64(_) => Err(bad(
+            path,
+            format!("dtype {}; expected an integer dtype", a.dtype),
+        )),
+    }
+}
+
+fn gather(inputs: &Inputs, d: usize, idx: &[usize]) -> Inputs {
+    fn pick<T: Copy>(v: &[T], d: usize, idx: &[usize]) -> Vec<T> {
+        idx.iter()
+            .flat_map(|&i| v[i * d..(i + 1) * d].iter().copied())
+            .collect()
+    }
+    match inputs {
+        Inputs::Bytes(v) => Inputs::Bytes(pick(v, d, idx)),
+        Inputs::Floats(v) => Inputs::Floats(pick(v, d, idx)),
+    }
+}
+
+fn assemble(
+    source: &Path,
+    mut arrays: HashMap<&'static str, (PathBuf, Array)>,
+    holdout_seed: u64,
+) -> Result<(Dataset, Option<Holdout>)> {
+    let name = source
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "arrays".into());
+    let mut take = |key: &str| arrays.remove(key);
+    let missing = |key: &str| Error::FileMissing {
+        path: source.join(format!("{key}.npy")),
+    };
+    let inconsistent = |reason: &str| bad(source, reason.to_string());
+    let (x_path, x_train) = take("x_train").ok_or_else(|| missing("x_train"))?;
+    let (y_path, y_train) = take("y_train").ok_or_else(|| missing("y_train"))?;
+    let x_test = take("x_test");
+    let y_test = take("y_test");
+    let task_train = take("task_train");
+    let task_test = take("task_test");
+    if x_test.is_some() != y_test.is_some() {
+        return Err(inconsistent("x_test and y_test must come together"));
+    }
+    if task_test.is_some() && x_test.is_none() {
+        return Err(inconsistent("task_test is given without x_test"));
+    }
+    if x_test.is_some() && task_train.is_some() != task_test.is_some() {
+        return Err(inconsistent(
+            "task_train and task_test must come together when there are test arrays",
+        ));
+    }
+    let train = examples(&x_path, x_train)?;
+    if train.n == 0 {
+        return Err(bad(&x_path, "no training examples".into()));
+    }
+    let labels = ids(&y_path, y_train, train.n)?;
+    let tasks = task_train.map(|(p, a)| ids(&p, a, train.n)).transpose()?;
+    let d = train.shape.features();
+    let (train_split, test_split, holdout) = match (x_test, y_test) {
+        (Some((xt_path, xt)), Some((yt_path, yt))) => {
+            let test = examples(&xt_path, xt)?;
+            if test.shape != train.shape {
+                return Err(bad(
+                    &xt_path,
+                    format!(
+                        "examples of shape {}, but the training examples are {}",
+                        test.shape, train.shape
+                    ),
+                ));
+            }
+            if std::mem::discriminant(&test.inputs) != std::mem::discriminant(&train.inputs) {
+                return Err(bad(
+                    &xt_path,
+                    "one of x_train and x_test is uint8 and the other float".into(),
+                ));
+            }
+            let test_labels = ids(&yt_path, yt, test.n)?;
+            let test_tasks = task_test.map(|(p, a)| ids(&p, a, test.n)).transpose()?;
+            (
+                Split {
+                    inputs: train.inputs,
+                    labels,
+                    tasks,
+                },
+                Split {
+                    inputs: test.inputs,
+                    labels: test_labels,
+                    tasks: test_tasks,
+                },
+                None,
+            )
+        }
+        _ => {
+            let n = train.n;
+            let n_test = if n >= 2 { (n / 6).max(1) } else { 0 };
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng::stream(holdout_seed, Purpose::Holdout));
+            let mut held = vec![false; n];
+            for &i in &order[..n_test] {
+                held[i] = true;
+            }
+            let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| held[i]);
+            let pick = |v: &[u32], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<u32>>();
+            let split = |idx: &[usize]| Split {
+                inputs: gather(&train.inputs, d, idx),
+                labels: pick(&labels, idx),
+                tasks: tasks.as_deref().map(|t| pick(t, idx)),
+            };
+            (
+                split(&train_idx),
+                split(&test_idx),
+                Some(Holdout {
+                    train: train_idx.len(),
+                    test: test_idx.len(),
+                }),
+            )
+        }
+    };
+    let classes = train_split
+        .labels
+        .iter()
+        .chain(&test_split.labels)
+        .max()
+        .map_or(1, |&m| m as usize + 1);
+    let dataset = Dataset::new(
+        name,
+        train.shape,
+        classes,
+        None,
+        source.display().to_string(),
+        train_split,
+        test_split,
+    )?;
+    Ok((dataset, holdout))
+}
+
+/// Builders of `.npy` and `.npz` files, for tests of this module and of the command line,
+/// and for fuzz seeds.
+#[doc(hidden)]
+pub mod npy_writer {
+    use std::io::Write;
+
+    /// A `.npy` file (format 1.0) with type string `descr`, `shape` and raw `data`.
+    pub fn npy(descr: &str, shape: &[usize], fortran: bool, data: &[u8]) -> Vec<u8> {
+        let dims: String = match shape {
+            [d] => format!("{d},"),
+            _ => shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let order = if fortran { "True" } else { "False" };
+        npy_with_header(
+            &format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': ({dims}), }}"),
+            data,
+        )
+    }
+
+    /// A `.npy` file (format 1.0) with the given header text (padded as NumPy pads it).
+    pub fn npy_with_header(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = header.to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// A `uint8` array.
+    pub fn u8s(shape: &[usize], v: &[u8]) -> Vec<u8> {
+        npy("|u1", shape, false, v)
+    }
+
+    /// A little-endian `float32` array.
+    pub fn f32s(shape: &[usize], v: &[f32]) -> Vec<u8> {
+        let data: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        npy("<f4", shape, false, &data)
+    }
+
+    /// A big-endian `float64` array.
+    pub fn f64s_be(shape: &[usize], v: &[f64]) -> Vec<u8> {
+        let data: Vec<u8> = v.iter().flat_map(|x| x.to_be_bytes()).collect();
+        npy(">f8", shape, false, &data)
+    }
+
+    /// A little-endian `int64` array.
+    pub fn i64s(shape: &[usize], v: &[i64]) -> Vec<u8> {
+        let data: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        npy("<i8", shape, false, &data)
+    }
+
+    /// An `.npz` archive of the named `.npy` files (`deflate`: as `np.savez_compressed`).
+    pub fn npz(entries: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
+        let method = if deflate {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, bytes) in entries {
+            // Writing into memory cannot fail.
+            let _ = zip.start_file(format!("{name}.npy"), options);
+            let _ = zip.write_all(bytes);
+        }
+        zip.finish().map(|c| c.into_inner()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::npy_writer::*;
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("mine.npz")
+    }
+
+    fn err_text<T: std::fmt::Debug>(r: Result<T>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    fn base(n: usize) -> Vec<(&'static str, Vec<u8>)> {
+        let x: Vec<u8> = (0..n * 4).map(|i| i as u8).collect();
+        let y: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+        vec![
+            ("x_train", u8s(&[n, 2, 2], &x)),
+            ("y_train", i64s(&[n], &y)),
+        ]
+    }
+
+    #[test]
+    fn loads_an_archive_with_test_arrays() {
+        for deflate in [false, true] {
+            let mut e = base(4);
+            e.push(("x_test", u8s(&[1, 2, 2], &[9, 8, 7, 6])));
+            e.push(("y_test", u8s(&[1], &[5])));
+            let (d, holdout) = parse_npz(p(), &npz(&e, deflate), 0).unwrap();
+            assert!(holdout.is_none());
+            assert_eq!(d.name(), "mine");
+            assert_eq!(
+                d.shape(),
+                Shape {
+                    channels: 1,
+                    height: 2,
+                    width: 2
+                }
+            );
+            assert_eq!(d.classes(), 6);
+            assert_eq!(d.train().labels, vec![0, 1, 2, 0]);
+            assert_eq!(d.test().inputs, Inputs::Bytes(vec![9, 8, 7, 6]));
+            assert_eq!(d.train().inputs.len(), 16);
+        }
+    }
+
+    #[test]
+    fn reads_floats_of_either_byte_order_and_tasks() {
+        let x: Vec<f64> = (0..6).map(|i| f64::from(i) / 4.0).collect();
+        let e = vec![
+            ("x_train", f64s_be(&[3, 1, 1, 2], &x)),
+            ("y_train", npy("<u2", &[3], false, &[0, 0, 1, 0, 0, 1])),
+            ("x_test", f32s(&[1, 1, 1, 2], &[0.5, -1.0])),
+            ("y_test", npy(">i4", &[1], false, &[0, 0, 0, 2])),
+            ("task_train", npy("|i1", &[3], false, &[0, 1, 1])),
+            ("task_test", u8s(&[1], &[1])),
+        ];
+        let (d, _) = parse_npz(p(), &npz(&e, true), 0).unwrap();
+        assert_eq!(
+            d.shape(),
+            Shape {
+                channels: 1,
+                height: 1,
+                width: 2
+            }
+        );
+        assert_eq!(
+            d.train().inputs,
+            Inputs::Floats(vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.25])
+        );
+        assert_eq!(d.train().labels, vec![0, 1, 256]);
+        assert_eq!(d.test().labels, vec![2]);
+        assert_eq!(d.classes(), 257);
+        assert_eq!(d.train().tasks.as_deref(), Some(&[0, 1, 1][..]));
+        assert_eq!(d.test().tasks.as_deref(), Some(&[1][..]));
+    }
+
+    #[test]
+    fn holds_out_a_seeded_sixth() {
+        let n = 24;
+        let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let y: Vec<i64> = (0..n as i64).collect();
+        let t: Vec<i64> = (0..n as i64).map(|i| i % 2).collect();
+        let e = vec![
+            ("x_train", f32s(&[n, 1], &x)),
+            ("y_train", i64s(&[n], &y)),
+            ("task_train", i64s(&[n], &t)),
+        ];
+        let bytes = npz(&e, false);
+        let (d, holdout) = parse_npz(p(), &bytes, 7).unwrap();
+        assert_eq!(holdout, Some(Holdout { train: 20, test: 4 }));
+        // Inputs, labels and tasks move together; training keeps its order.
+        let Inputs::Floats(xs) = &d.train().inputs else {
+            panic!()
+        };
+        let ys: Vec<f32> = d.train().labels.iter().map(|&y| y as f32).collect();
+        assert_eq!(xs, &ys);
+        assert!(d.train().labels.windows(2).all(|w| w[0] < w[1]));
+        let tasks: Vec<u32> = d.test().labels.iter().map(|y| y % 2).collect();
+        assert_eq!(d.test().tasks.as_deref(), Some(&tasks[..]));
+        assert_eq!(d.classes(), 24);
+        // Seeded: the same seed holds out the same examples, another seed others.
+        assert_eq!(parse_npz(p(), &bytes, 7).unwrap().0, d);
+        let other: Vec<_> = (0..5)
+            .map(|s| parse_npz(p(), &bytes, s).unwrap().0.test().labels.clone())
+            .collect();
+        assert!(other.iter().any(|l| *l != d.test().labels));
+    }
+
+    #[test]
+    fn loads_a_directory_of_npy_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("myset");
+        std::fs::create_dir(&root).unwrap();
+        for (name, bytes) in base(6) {
+            std::fs::write(root.join(format!("{name}.npy")), bytes).unwrap();
+        }
+        let (d, holdout) = load_arrays(&root, 0).unwrap();
+        assert_eq!(d.name(), "myset");
+        assert_eq!(holdout, Some(Holdout { train: 5, test: 1 }));
+        std::fs::write(dir.path().join("a.npz"), npz(&base(2), false)).unwrap();
+        let (d, _) = load_arrays(&dir.path().join("a.npz"), 0).unwrap();
+        assert_eq!(d.source(), dir.path().join("a.npz").display().to_string());
+        let err = err_text(load_arrays(&dir.path().join("none.npz"), 0));
+        assert!(err.contains("not found"), "{err}");
+        std::fs::remove_file(root.join("y_train.npy")).unwrap();
+        let err = err_text(load_arrays(&root, 0));
+        assert!(err.contains("y_train.npy"), "{err}");
+    }
+
+    #[test]
+    fn refuses_missing_and_mismatched_arrays() {
+        let with = |extra: Vec<(&'static str, Vec<u8>)>| {
+            let mut e = base(3);
+            e.extend(extra);
+            err_text(parse_npz(p(), &npz(&e, false), 0))
+        };
+        let test_x = || ("x_test", u8s(&[1, 2, 2], &[1, 2, 3, 4]));
+        let test_y = || ("y_test", u8s(&[1], &[1]));
+        let cases = [
+            (with(vec![test_x()]), "x_test and y_test must come together"),
+            (with(vec![test_y()]), "x_test and y_test must come together"),
+            (
+                with(vec![("task_test", u8s(&[1], &[0]))]),
+                "task_test is given without x_test",
+            ),
+            (
+                with(vec![
+                    test_x(),
+                    test_y(),
+                    ("task_train", u8s(&[3], &[0, 0, 1])),
+                ]),
+                "must come together",
+            ),
+            (
+                with(vec![("x_test", u8s(&[1, 4], &[1, 2, 3, 4])), test_y()]),
+                "examples of shape 1x1x4, but the training examples are 1x2x2",
+            ),
+            (
+                with(vec![("x_test", f32s(&[1, 2, 2], &[0.0; 4])), test_y()]),
+                "uint8 and the other float",
+            ),
+            (
+                with(vec![test_x(), ("y_test", u8s(&[2], &[1, 1]))]),
+                "y_test.npy: shape [2], expected (1,)",
+            ),
+            (
+                with(vec![("task_train", u8s(&[2], &[0, 1]))]),
+                "shape [2], expected (3,)",
+            ),
+        ];
+        for (err, expected) in cases {
+            assert!(err.contains(expected), "{err} / {expected}");
+        }
+        let only_x = npz(&base(3)[..1], false);
+        assert!(err_text(parse_npz(p(), &only_x, 0)).contains("mine.npz/y_train.npy"));
+        let err = err_text(parse_npz(p(), &npz(&[], false), 0));
+        assert!(err.contains("x_train.npy"), "{err}");
+        let err = err_text(parse_npz(p(), b"PK\x03\x04 nonsense", 0));
+        assert!(err.contains("not a readable zip archive"), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_examples_and_labels() {
+        let x = u8s(&[2, 2], &[1, 2, 3, 4]);
+        let y = u8s(&[2], &[0, 1]);
+        let case = |x: Vec<u8>, y: Vec<u8>| {
+            err_text(parse_npz(
+                p(),
+                &npz(&[("x_train", x), ("y_train", y)], false),
+                0,
+            ))
+        };
+        let cases = [
+            (
+                case(f32s(&[2, 1], &[1.0, f32::NAN]), y.clone()),
+                "x_train.npy: example 1 has a value (NaN)",
+            ),
+            (
+                case(f32s(&[1, 2], &[f32::INFINITY, 0.0]), u8s(&[1], &[0])),
+                "value (inf)",
+            ),
+            (
+                case(f64s_be(&[1, 1], &[1e300]), u8s(&[1], &[0])),
+                "(1e300) that is not a finite float32",
+            ),
+            (
+                case(u8s(&[4], &[1, 2, 3, 4]), y.clone()),
+                "examples must be N x D",
+            ),
+            (
+                case(u8s(&[1, 1, 1, 1, 4], &[1, 2, 3, 4]), u8s(&[1], &[0])),
+                "examples must be N x D",
+            ),
+            (
+                case(u8s(&[2, 0], &[]), y.clone()),
+                "examples without features",
+            ),
+            (
+                case(u8s(&[0, 2], &[]), u8s(&[0], &[])),
+                "no training examples",
+            ),
+            (
+                case(i64s(&[2, 1], &[1, 2]), y.clone()),
+                "dtype <i8 for examples",
+            ),
+            (case(x.clone(), i64s(&[2], &[0, -1])), "value -1 at index 1"),
+            (
+                case(x.clone(), i64s(&[2], &[0, 1 << 32])),
+                "value 4294967296 at index 1",
+            ),
+            (
+                case(x.clone(), f32s(&[2], &[0.0, 1.0])),
+                "expected an integer dtype",
+            ),
+            (
+                case(x.clone(), u8s(&[2, 1], &[0, 1])),
+                "shape [2, 1], expected (2,)",
+            ),
+            (
+                case(x.clone(), u8s(&[3], &[0, 1, 2])),
+                "shape [3], expected (2,)",
+            ),
+        ];
+        for (err, expected) in cases {
+            assert!(err.contains(expected), "{err} / {expected}");
+        }
+    }
+
+    #[test]
+    fn refuses_damaged_npy_files() {
+        let path = Path::new("x.npy");
+        let good = u8s(&[2, 2], &[1, 2, 3, 4]);
+        assert_eq!(parse_npy(path, &good).unwrap().shape, vec![2, 2]);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                good[..good.len() - 1].to_vec(),
+                "truncated: shape [2, 2] of |u1 needs 4 data bytes, the file has 3",
+            ),
+            ([&good[..], &[0]].concat(), "1 unexpected trailing bytes"),
+            (good[..30].to_vec(), "truncated: the header needs"),
+            (b"\x93NUMP".to_vec(), "no \\x93NUMPY magic"),
+            (b"PK\x03\x04whatever".to_vec(), "no \\x93NUMPY magic"),
+            (
+                [b"\x93NUMPY\x09\x00\x00\x00", &good[10..]].concat(),
+                "unknown .npy format version 9",
+            ),
+            (
+                b"\x93NUMPY\x02\x00\xff\xff\xff\xff{}".to_vec(),
+                "more than the 65536 accepted",
+            ),
+            (npy("|u1", &[2, 2], true, &[1, 2, 3, 4]), "Fortran order"),
+            (npy("|O", &[2], false, &[0; 16]), "object array"),
+            (
+                npy("|b1", &[2], false, &[0, 1]),
+                "dtype |b1 is not supported",
+            ),
+            (
+                npy("<c8", &[1], false, &[0; 8]),
+                "dtype <c8 is not supported",
+            ),
+            (
+                npy("<f2", &[1], false, &[0; 2]),
+                "dtype <f2 is not supported",
+            ),
+            (
+                npy("|S3", &[1], false, b"abc"),
+                "dtype |S3 is not supported",
+            ),
+            (npy("<u1", &[], false, &[1]), "a 0-d array"),
+            (npy("|u1", &[1 << 40, 1 << 40], false, &[]), "overflows"),
+            (
+                npy("<f8", &[1 << 62, 1 << 62, 1 << 62], false, &[]),
+                "overflows",
+            ),
+            (npy("<f8", &[0, 1 << 62, 1 << 62], false, &[]), "overflows"),
+            (
+                npy("|u1", &[(1 << 31) + 1, 2], false, &[]),
+                "more than the 4 GiB",
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let err = err_text(parse_npy(path, &bytes));
+            assert!(
+                err.contains("x.npy") && err.contains(expected),
+                "{err} / {expected}"
+            );
+        }
+        let structured = npy_with_header(
+            "{'descr': [('a', '<i4'), ('b', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+            &[0; 8],
+        );
+        let err = err_text(parse_npy(path, &structured));
+        assert!(err.contains("structured dtype"), "{err}");
+        let garbage = npy_with_header("{'a': ((", &[]);
+        assert!(err_text(parse_npy(path, &garbage)).contains("not a Python literal"));
+        let no_shape = npy_with_header("{'descr': '<f4', 'fortran_order': False}", &[]);
+        assert!(err_text(parse_npy(path, &no_shape)).contains("no shape tuple"));
+        let bad_dim = npy_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}",
+            &[],
+        );
+        assert!(err_text(parse_npy(path, &bad_dim)).contains("bad dimension -1"));
+    }
+
+    #[test]
+    fn refuses_an_entry_whose_header_does_not_fit_its_declared_size() {
+        // A header announcing 4 GiB in a tiny entry is refused before any data is read.
+        let bomb = npy("|u1", &[1 << 16, 1 << 16], false, &[0; 64]);
+        let e = vec![("x_train", bomb), ("y_train", u8s(&[1], &[0]))];
+        let err = err_text(parse_npz(p(), &npz(&e, true), 0));
+        assert!(
+            err.contains("the archive declares") && err.contains("needs 4294967"),
+            "{err}"
+        );
+        let over = npy("|u1", &[1 << 17, 1 << 16], false, &[]);
+        let e = vec![("x_train", over), ("y_train", u8s(&[1], &[0]))];
+        let err = err_text(parse_npz(p(), &npz(&e, true), 0));
+        assert!(err.contains("more than the 4 GiB"), "{err}");
+    }
+}
