@@ -369,7 +369,19 @@ pub fn toml_error(path: &std::path::Path, text: &str, err: &toml::de::Error) -> 
     let unknown = message
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split('`').next());
-    let line = match unknown.and_then(|key| line_of_key(text, key)) {
+    let key_line = match unknown {
+        Some(key) => line_of_key(text, key),
+        None if message.starts_with("duplicate key") => second_setting_line(text),
+        None => None,
+    };
+    let message = match (message.starts_with("duplicate key"), key_line) {
+        (true, Some(line)) => {
+            let key = text.lines().nth(line - 1).and_then(|l| l.split_once('='));
+            format!("duplicate key `{}`", key.map_or("", |(k, _)| k.trim()))
+        }
+        _ => message,
+    };
+    let line = match key_line {
         Some(line) => Some(line),
         None => err
             .span()
@@ -384,6 +396,24 @@ pub fn toml_error(path: &std::path::Path, text: &str, err: &toml::de::Error) -> 
         Some(line) => anyhow::anyhow!("{} line {line}: {message}", path.display()),
         None => anyhow::anyhow!("{}: {message}", path.display()),
     }
+}
+
+/// The 1-based line of the first top-level key set a second time in `text`, if any.
+fn second_setting_line(text: &str) -> Option<usize> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.starts_with('[') {
+            seen.clear();
+        }
+        if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"').to_string();
+            if !line.starts_with('#') && !seen.insert(key) {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
 }
 
 /// The 1-based line on which `key = ...` is set in `text`, if any.

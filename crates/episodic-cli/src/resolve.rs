@@ -169,16 +169,26 @@ pub fn options_of(config: &ExperimentConfig) -> Options {
         }
         (_, DataSource::Idx { dir }) => o.data = Some(dir.clone()),
         (_, DataSource::Arrays { path }) => o.data = Some(path.clone()),
-        (None, DataSource::Vendored { name }) => {
-            o.benchmark = Preset::ALL
-                .into_iter()
-                .find(|p| matches!(p.source(Path::new("")), DataSource::Vendored { name: n } if n == *name));
-        }
-        (None, DataSource::Cifar { variant, dir }) => {
-            o.benchmark = Preset::ALL.into_iter().find(
-                |p| matches!(p.source(dir), DataSource::Cifar { variant: v, .. } if v == *variant),
-            );
-            o.data_dir = Some(dir.clone());
+        (None, source) => {
+            // The preset of the same data whose scenario is of the same kind, else the first
+            // of the same data (every method option is written out, so either resolves the
+            // same configuration).
+            let same_data = |p: &Preset| {
+                let dir = match source {
+                    DataSource::Cifar { dir, .. } => dir.clone(),
+                    _ => PathBuf::new(),
+                };
+                &p.source(&dir) == source
+            };
+            let candidates: Vec<Preset> = Preset::ALL.into_iter().filter(same_data).collect();
+            o.benchmark = candidates
+                .iter()
+                .find(|p| p.scenario().id() == config.scenario.id())
+                .or(candidates.first())
+                .copied();
+            if let DataSource::Cifar { dir, .. } = source {
+                o.data_dir = Some(dir.clone());
+            }
         }
     }
     if preset.is_none() {

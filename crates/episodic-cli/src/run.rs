@@ -65,6 +65,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             let resolved = resolve::resolve(&options, threads, &mut DataCache::default())?;
             if args.print_config {
                 let mut printed = resolve::options_of(&resolved.config);
+                printed.data_dir = printed.data_dir.or(options.data_dir.clone());
                 printed.threads = options.threads;
                 printed.out = options.out.clone();
                 printed.checkpoint_dir = options.checkpoint_dir.clone();
@@ -172,7 +173,37 @@ fn run_with_progress(
         "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} steps  {msg}  (ETA {eta})",
     )?;
     let tasks = config.tasks;
+    let header = format!(
+        "{} on {} ({}, {}), seed {}, {} thread(s)",
+        config.method.kind().id(),
+        config.benchmark,
+        config.data.name(),
+        config.scenario,
+        config.seed,
+        config.threads
+    );
     let mut on_progress = |event: Progress| match event {
+        Progress::Planned {
+            tasks,
+            train_examples,
+            test_examples,
+            total_steps,
+        } => {
+            let range = |(lo, hi): (usize, usize)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}..{hi}")
+                }
+            };
+            bar.suspend(|| {
+                eprintln!(
+                    "{header}: {tasks} tasks, {} training and {} test examples per task, {total_steps} steps",
+                    range(train_examples),
+                    range(test_examples)
+                )
+            });
+        }
         Progress::Started { total_steps, .. } => {
             bar.set_length(total_steps);
             bar.set_style(style.clone());

@@ -114,6 +114,7 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                         after_task: Some(task),
                     } => bar.set_message(format!("{label}, evaluating after task {}", task + 1)),
                     Progress::Started { .. }
+                    | Progress::Planned { .. }
                     | Progress::Evaluating { after_task: None }
                     | Progress::Checkpointed { .. } => {}
                 };

@@ -26,6 +26,17 @@ const EVAL_CHUNK: usize = 1000;
 /// What the loop is doing, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
+    /// The tasks are drawn (before the initial evaluation): their number and sizes.
+    Planned {
+        /// Number of tasks.
+        tasks: usize,
+        /// Fewest and most training examples of a task (per epoch).
+        train_examples: (usize, usize),
+        /// Fewest and most test examples of a task.
+        test_examples: (usize, usize),
+        /// Mini-batches in the whole stream.
+        total_steps: u64,
+    },
     /// Training is about to start.
     Started {
         /// Mini-batches in the whole stream.
@@ -149,6 +160,15 @@ fn run_in_pool(
     };
     let mut method = method::build(&config.method, &setup)?;
 
+    let span = |sizes: &mut dyn Iterator<Item = usize>| {
+        sizes.fold((usize::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)))
+    };
+    on_progress(Progress::Planned {
+        tasks: bench.tasks().len(),
+        train_examples: span(&mut bench.tasks().iter().map(|t| t.train_indices.len())),
+        test_examples: span(&mut (0..bench.tasks().len()).map(|t| bench.test_len(t))),
+        total_steps: stream.batches().len() as u64,
+    });
     let mut evaluator = Evaluator::new(&bench);
     let mut train_time = Duration::ZERO;
     // Wall-clock time of the sessions before a resumed one.

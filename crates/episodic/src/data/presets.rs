@@ -125,12 +125,16 @@ impl Preset {
         match self {
             Self::MnistPermutations | Self::FashionPermutations => Scenario::Permutations,
             Self::MnistRotations | Self::FashionRotations => Scenario::Rotations,
-            Self::MnistSplit | Self::FashionSplit | Self::Cifar100 | Self::Cifar10Split => {
-                Scenario::ClassSplit {
-                    classes_per_task: None,
-                    order: ClassOrder::Consecutive,
-                }
-            }
+            // The 10-class splits divide the classes by the tasks (5 tasks of 2 by default);
+            // CIFAR-100's protocol is 5 classes per task, whatever the number of tasks.
+            Self::MnistSplit | Self::FashionSplit | Self::Cifar10Split => Scenario::ClassSplit {
+                classes_per_task: None,
+                order: ClassOrder::Consecutive,
+            },
+            Self::Cifar100 => Scenario::ClassSplit {
+                classes_per_task: Some(5),
+                order: ClassOrder::Consecutive,
+            },
         }
     }
 
