@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use episodic::config::{ExperimentConfig, MethodConfig, MethodKind};
-use episodic::data::{DataSource, Dataset, Holdout, Preset, Protocol, Scenario};
+use episodic::data::{DataSource, Dataset, Holdout, Preset, Scenario};
 use episodic::model::MlpConfig;
 
 use crate::options::{ClassOrderArg, MethodArg, Options, Samples, ScenarioArg};
@@ -99,47 +99,44 @@ pub fn resolve(options: &Options, threads: usize, cache: &mut DataCache) -> Resu
         bail!("invalid value for --data: give --data or --benchmark, not both");
     }
     let asked_scenario = crate::options::scenario_of(options)?;
-    let (mut config, preset_defaults) = match (&options.data, options.benchmark) {
+    let (mut config, preset_defaults, data, holdout) = match (&options.data, options.benchmark) {
         (Some(path), _) => {
             let source = own_source(path)?;
             let Some(scenario) = asked_scenario else {
                 bail!("invalid value for --data: give --scenario (permutations, rotations, class-split or given)");
             };
-            let mut config = ExperimentConfig::paper(Preset::MnistPermutations, method, threads);
-            config.method = MethodConfig::paper(method, Protocol::for_scenario(&scenario));
-            config.benchmark = format!("{}-{}", source.name(), scenario.id());
-            config.data = source;
-            config.scenario = scenario;
-            (config, None)
+            let (data, holdout) = cache.get(&source, &data_dir, seed)?;
+            let config = ExperimentConfig::for_data(source, &data, scenario, method, threads)?;
+            (config, None, data, holdout)
         }
         (None, preset) => {
             let preset = preset.unwrap_or(Preset::MnistPermutations);
             let mut config = ExperimentConfig::preset(preset, method, threads, &data_dir);
+            let (data, holdout) = cache.get(&config.data, &data_dir, seed)?;
             match asked_scenario {
                 Some(scenario) if scenario != preset.scenario() => {
                     config.benchmark = format!("{}-{}", config.data.name(), scenario.id());
+                    config.tasks = scenario.default_tasks(&data)?;
                     config.scenario = scenario;
-                    (config, None)
+                    (config, None, data, holdout)
                 }
-                _ => (config, Some(preset)),
+                _ => (config, Some(preset), data, holdout),
             }
         }
     };
-    let (data, holdout) = cache.get(&config.data, &data_dir, seed)?;
     config.seed = seed;
-    config.tasks = match (options.tasks, preset_defaults) {
-        (Some(tasks), _) => tasks,
-        (None, Some(preset)) => preset.default_tasks(),
-        (None, None) => config.scenario.default_tasks(&data)?,
-    };
-    config.samples_per_task = match (options.samples_per_task, preset_defaults) {
-        (Some(samples), _) => samples.count(),
-        (None, Some(preset)) => preset.default_samples_per_task(),
-        (None, None) => match config.scenario {
+    if let Some(tasks) = options.tasks {
+        config.tasks = tasks;
+    }
+    if let Some(samples) = options.samples_per_task {
+        config.samples_per_task = samples.count();
+    } else if preset_defaults.is_none() && options.data.is_none() {
+        // A preset's data under another scenario: that scenario's default for the data.
+        config.samples_per_task = match config.scenario {
             Scenario::Permutations | Scenario::Rotations => Some(1000.min(data.train().len())),
             Scenario::ClassSplit { .. } | Scenario::Given => None,
-        },
-    };
+        };
+    }
     config.model = MlpConfig::for_data(data.shape().features(), data.classes());
     config.epochs = options.epochs.unwrap_or(1);
     config.batch_size = options.batch_size.unwrap_or(10);
@@ -169,6 +166,7 @@ pub fn options_of(config: &ExperimentConfig) -> Options {
         }
         (_, DataSource::Idx { dir }) => o.data = Some(dir.clone()),
         (_, DataSource::Arrays { path }) => o.data = Some(path.clone()),
+        (_, DataSource::Memory { .. }) => {}
         (None, source) => {
             // The preset of the same data whose scenario is of the same kind, else the first
             // of the same data (every method option is written out, so either resolves the

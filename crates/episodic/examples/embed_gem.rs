@@ -2,15 +2,13 @@
 //!
 //! Two synthetic tasks whose labels depend on opposite halves of the input: after learning
 //! the second task, GEM keeps the first (its episodic memory constrains every update), while
-//! plain fine-tuning forgets it. The other methods are built the same way, through
-//! `method::build`, for comparison.
+//! plain fine-tuning forgets it. Each method is built from its named hyper-parameters
+//! (`Default` is the paper's values; change what you need) and needs no number of tasks in
+//! advance: memories grow as tasks appear.
 //!
 //! `cargo run --release -p episodic --example embed_gem`
 
-use episodic::config::{GemParams, MethodConfig, MethodKind, MethodOverrides};
-use episodic::data::Protocol;
-use episodic::method::{self, Batch, Gem, Heads, Method, Setup};
-use episodic::model::{Mlp, MlpConfig};
+use episodic::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -50,42 +48,32 @@ fn main() -> episodic::Result<()> {
         hidden: vec![64],
         classes: 2,
     };
-    // GEM built by hand around a model of our own...
-    let model = Mlp::new(&config, 1, &mut ChaCha8Rng::seed_from_u64(0))?;
-    let gem_params = GemParams {
-        learning_rate: 0.1,
-        memories_per_task: 256,
-        margin: 0.5,
-        eps: 1e-3,
+    let net = || -> episodic::Result<Box<dyn Model>> {
+        Ok(Box::new(Mlp::new(
+            &config,
+            1,
+            &mut ChaCha8Rng::seed_from_u64(0),
+        )?))
     };
-    let mut methods: Vec<Box<dyn Method>> = vec![Box::new(Gem::new(
-        Box::new(model),
-        gem_params,
-        Heads::Shared(2),
-        2,
-        1,
-    ))];
-    // ...and the others from their configurations.
-    let setup = Setup {
-        model: config.clone(),
-        tasks: 2,
-        heads: Heads::Shared(2),
-        threads: 1,
-        seed: 0,
-    };
-    for kind in [
-        MethodKind::Single,
-        MethodKind::Ewc,
-        MethodKind::Agem,
-        MethodKind::Er,
-    ] {
-        let mut method_config = MethodConfig::paper(kind, Protocol::Permutations);
-        method_config.apply(&MethodOverrides {
-            learning_rate: Some(0.1),
-            ..MethodOverrides::default()
-        })?;
-        methods.push(method::build(&method_config, &setup)?);
-    }
+    let heads = || Heads::Shared(2);
+    let mut methods: Vec<Box<dyn Method>> = vec![
+        Box::new(Single::new(
+            net()?,
+            SingleParams { learning_rate: 0.1 },
+            heads(),
+        )?),
+        Box::new(Ewc::new(
+            net()?,
+            EwcParams {
+                memories_per_task: 256,
+                ..EwcParams::default()
+            },
+            heads(),
+        )?),
+        Box::new(Agem::new(net()?, AgemParams::default(), heads())?.with_seed(1)),
+        Box::new(Er::new(net()?, ErParams::default(), heads())?.with_seed(1)),
+        Box::new(Gem::new(net()?, GemParams::default(), heads())?),
+    ];
     for method in &mut methods {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for task in 0..2 {

@@ -154,6 +154,40 @@ pub struct GemParams {
     pub eps: f64,
 }
 
+/// `Default` for each method's hyper-parameters: the paper's values on MNIST Permutations
+/// (gem-reference.md section 5), the one place they are written being
+/// [`MethodConfig::paper`]; `check` validates them as [`MethodConfig::validate`] does.
+macro_rules! paper_defaults {
+    ($($params:ident => $variant:ident),* $(,)?) => {$(
+        impl Default for $params {
+            fn default() -> Self {
+                match MethodConfig::paper(MethodKind::$variant, Protocol::Permutations) {
+                    MethodConfig::$variant(p) => p,
+                    _ => unreachable!("paper() gives the kind it is asked for"),
+                }
+            }
+        }
+
+        impl $params {
+            /// Checks every value, naming the offending option.
+            pub fn check(&self) -> Result<()> {
+                MethodConfig::$variant(*self).validate()
+            }
+        }
+    )*};
+}
+
+paper_defaults!(
+    SingleParams => Single,
+    IndependentParams => Independent,
+    MultimodalParams => Multimodal,
+    EwcParams => Ewc,
+    IcarlParams => Icarl,
+    AgemParams => Agem,
+    ErParams => Er,
+    GemParams => Gem,
+);
+
 /// A method and its hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase")]
@@ -474,6 +508,41 @@ impl ExperimentConfig {
             method: MethodConfig::paper(method, preset.protocol()),
             eval_every: None,
         }
+    }
+
+    /// The settings for `method` on a data set of one's own (`data`, which `source` names)
+    /// cut into tasks by `scenario`: the tasks the scenario makes by default (20 for
+    /// permutations and rotations, classes / classes-per-task for a class split, the stated
+    /// ones for given tasks), 1000 examples per task (at most all of them) for permutations
+    /// and rotations and all of each task's otherwise, one epoch, batch 10, seed 0, the
+    /// paper's MLP sized for the data, and the hyper-parameters of the paper's column for the
+    /// scenario (rotations' for rotations, permutations' otherwise).
+    pub fn for_data(
+        source: DataSource,
+        data: &crate::data::Dataset,
+        scenario: Scenario,
+        method: MethodKind,
+        threads: usize,
+    ) -> Result<Self> {
+        let samples_per_task = match scenario {
+            Scenario::Permutations | Scenario::Rotations => Some(1000.min(data.train().len())),
+            Scenario::ClassSplit { .. } | Scenario::Given => None,
+        };
+        Ok(Self {
+            benchmark: format!("{}-{}", source.name(), scenario.id()),
+            data: source,
+            tasks: scenario.default_tasks(data)?,
+            scenario,
+            samples_per_task,
+            shuffle_tasks: false,
+            epochs: 1,
+            batch_size: 10,
+            seed: 0,
+            threads,
+            model: MlpConfig::for_data(data.shape().features(), data.classes()),
+            method: MethodConfig::paper(method, Protocol::for_scenario(&scenario)),
+            eval_every: None,
+        })
     }
 
     /// [`Self::preset`] for a vendored preset (the MNIST and Fashion-MNIST ones).

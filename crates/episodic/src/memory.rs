@@ -171,6 +171,17 @@ impl Reservoir {
         }
     }
 
+    /// The number of examples it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Raises the capacity by `extra` slots: the next offers fill them before any example
+    /// is replaced (a budget that grows with the tasks seen).
+    pub fn grow(&mut self, extra: usize) {
+        self.capacity = self.capacity.saturating_add(extra);
+    }
+
     /// Offers every example of a batch of `task`.
     pub fn offer_batch(&mut self, xs: &[f32], ys: &[u32], task: usize, rng: &mut impl Rng) {
         let d = self.input_dim;

@@ -31,6 +31,12 @@ pub enum DataSource {
         /// The folder the official archive unpacks to, or a folder holding it.
         dir: PathBuf,
     },
+    /// A data set an application built in memory (recorded by name; it cannot be loaded
+    /// again from the configuration).
+    Memory {
+        /// The data set's name.
+        name: String,
+    },
     /// A user's NumPy arrays: an `.npz` file or a folder of `.npy` files (`x_train`,
     /// `y_train`, optional `x_test`, `y_test`, `task_train`, `task_test`).
     Arrays {
@@ -52,6 +58,7 @@ impl DataSource {
             Self::Idx { dir } => stem(dir),
             Self::Cifar { variant, .. } => variant.name().to_string(),
             Self::Arrays { path } => stem(path),
+            Self::Memory { name } => name.clone(),
         }
     }
 
@@ -63,6 +70,9 @@ impl DataSource {
             Self::Idx { dir } => Ok((IdxFiles::find(dir)?.load(&self.name(), dir)?, None)),
             Self::Cifar { variant, dir } => Ok((cifar::load_cifar(dir, *variant)?, None)),
             Self::Arrays { path } => npz::load_arrays(path, seed),
+            Self::Memory { name } => Err(crate::error::Error::DataDirMissing {
+                path: PathBuf::from(format!("<{name}: built in memory, not loadable>")),
+            }),
         }
     }
 }

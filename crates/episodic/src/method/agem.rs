@@ -53,16 +53,18 @@ pub struct Agem {
 }
 
 impl Agem {
-    /// A-GEM around `model`; `heads` gives each task's classes; the memory sample is drawn
-    /// from the run's `seed`.
-    pub fn new(model: Box<dyn Model>, params: AgemParams, heads: Heads, seed: u64) -> Self {
+    /// A-GEM around `model` (`heads`: each task's classes) with checked hyper-parameters;
+    /// memories are added as tasks appear. The memory sample is drawn from seed 0 unless
+    /// [`Self::with_seed`] says otherwise.
+    pub fn new(model: Box<dyn Model>, params: AgemParams, heads: Heads) -> Result<Self> {
+        crate::config::MethodConfig::Agem(params).validate()?;
         let p = model.num_params();
-        Self {
+        Ok(Self {
             model,
             params,
             heads,
             memories: Vec::new(),
-            rng: rng::stream(seed, Purpose::Method),
+            rng: rng::stream(0, Purpose::Method),
             grad: vec![0.0; p],
             reference: vec![0.0; p],
             sample_xs: Vec::new(),
@@ -71,7 +73,13 @@ impl Agem {
             scratch: MixedScratch::default(),
             logits: Vec::new(),
             stats: MethodStats::default(),
-        }
+        })
+    }
+
+    /// The same with its memory samples drawn from `seed`.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = rng::stream(seed, Purpose::Method);
+        self
     }
 
     /// Draws the reference sample from the memories of tasks other than `task`; returns
@@ -241,7 +249,7 @@ mod tests {
             memories_per_task: 8,
             sample_size: 5,
         };
-        let mut agem = Agem::new(setup.network().unwrap(), params, setup.heads.clone(), 0);
+        let mut agem = Agem::new(setup.network().unwrap(), params, setup.heads.clone()).unwrap();
         let heads = [0..1, 1..3, 0..3];
         for (task, head) in heads.iter().enumerate() {
             for step in 0..12 {

@@ -33,6 +33,8 @@ pub struct Er {
     params: ErParams,
     heads: Heads,
     memory: Reservoir,
+    /// The tasks seen so far, when the budget grows with them (`None`: a fixed budget).
+    tasks_seen: Option<Vec<usize>>,
     rng: ChaCha8Rng,
     grad: Vec<f32>,
     /// The batch followed by its replay batch.
@@ -45,30 +47,42 @@ pub struct Er {
 }
 
 impl Er {
-    /// Experience replay around `model` with a reservoir of `memories_per_task * tasks`
-    /// examples; `heads` gives each task's classes; draws come from the run's `seed`.
-    pub fn new(
-        model: Box<dyn Model>,
-        params: ErParams,
-        heads: Heads,
-        tasks: usize,
-        seed: u64,
-    ) -> Self {
-        let capacity = params.memories_per_task * tasks.max(1);
-        Self {
+    /// Experience replay around `model` (`heads`: each task's classes) with checked
+    /// hyper-parameters. Without [`Self::with_tasks`] the number of tasks need not be known:
+    /// the reservoir gains `memories_per_task` slots whenever a new task appears. Draws come
+    /// from seed 0 unless [`Self::with_seed`] says otherwise.
+    pub fn new(model: Box<dyn Model>, params: ErParams, heads: Heads) -> Result<Self> {
+        crate::config::MethodConfig::Er(params).validate()?;
+        Ok(Self {
             grad: vec![0.0; model.num_params()],
-            memory: Reservoir::new(capacity, model.input_dim()),
+            memory: Reservoir::new(0, model.input_dim()),
+            tasks_seen: Some(Vec::new()),
             model,
             params,
             heads,
-            rng: rng::stream(seed, Purpose::Method),
+            rng: rng::stream(0, Purpose::Method),
             joint_xs: Vec::new(),
             joint_ys: Vec::new(),
             joint_tasks: Vec::new(),
             scratch: MixedScratch::default(),
             logits: Vec::new(),
             stats: MethodStats::default(),
-        }
+        })
+    }
+
+    /// The same with a reservoir fixed at `memories_per_task * tasks` examples from the
+    /// start (the protocol of a run whose number of tasks is known).
+    pub fn with_tasks(mut self, tasks: usize) -> Self {
+        let capacity = self.params.memories_per_task.saturating_mul(tasks.max(1));
+        self.memory = Reservoir::new(capacity, self.model.input_dim());
+        self.tasks_seen = None;
+        self
+    }
+
+    /// The same with its draws (replay samples, reservoir replacements) from `seed`.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = rng::stream(seed, Purpose::Method);
+        self
     }
 
     /// The replay memory.
@@ -111,6 +125,12 @@ impl Er {
             &self.grad,
             self.params.learning_rate as f32,
         );
+        if let Some(seen) = &mut self.tasks_seen {
+            if !seen.contains(&batch.task) {
+                seen.push(batch.task);
+                self.memory.grow(self.params.memories_per_task);
+            }
+        }
         self.memory
             .offer_batch(batch.xs, batch.ys, batch.task, &mut self.rng);
         self.stats.steps += 1;
@@ -132,12 +152,33 @@ impl Method for Er {
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
         self.memory.save(state, "memory")?;
+        if let Some(seen) = &self.tasks_seen {
+            let seen: Vec<u64> = seen.iter().map(|&t| t as u64).collect();
+            state.put_u64("tasks_seen", &seen);
+        }
         state.put_rng("rng", &self.rng)?;
         state.put("stats", &self.stats)
     }
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_model("model", self.model.as_mut())?;
+        if self.tasks_seen.is_some() {
+            // A growing budget: as many slots as tasks seen, each seen once.
+            let seen = state.u64("tasks_seen", None)?;
+            let mut tasks: Vec<usize> = Vec::with_capacity(seen.len());
+            for &t in seen {
+                let t = crate::state::bounded("tasks_seen", t, usize::MAX)?;
+                if tasks.contains(&t) {
+                    return Err(crate::error::Error::CheckpointContent {
+                        reason: format!("tasks_seen lists task {t} twice"),
+                    });
+                }
+                tasks.push(t);
+            }
+            let capacity = self.params.memories_per_task.saturating_mul(tasks.len());
+            self.memory = Reservoir::new(capacity, self.model.input_dim());
+            self.tasks_seen = Some(tasks);
+        }
         // Task indices only label the examples; any number of tasks is allowed.
         self.memory
             .load(state, "memory", self.model.num_classes(), usize::MAX)?;
@@ -160,7 +201,9 @@ mod tests {
             learning_rate: 0.1,
             memories_per_task: 4,
         };
-        let mut er = Er::new(setup.network().unwrap(), params, heads, 3, 0);
+        let mut er = Er::new(setup.network().unwrap(), params, heads)
+            .unwrap()
+            .with_tasks(3);
         let ranges = [0..1, 1..3, 0..3];
         for (task, head) in ranges.iter().enumerate() {
             for step in 0..10 {
@@ -190,5 +233,47 @@ mod tests {
             tasks.len() > 1,
             "the reservoir holds more than the last task"
         );
+    }
+
+    #[test]
+    fn without_a_task_count_the_budget_grows_with_the_tasks_and_survives_a_checkpoint() {
+        let heads = Heads::Shared(3);
+        let setup = setup(3, heads.clone());
+        let params = ErParams {
+            learning_rate: 0.1,
+            memories_per_task: 4,
+        };
+        let mut er = Er::new(setup.network().unwrap(), params, heads.clone()).unwrap();
+        assert_eq!(er.memory().capacity(), 0);
+        for (task, expected) in [(0, 4), (0, 4), (1, 8), (0, 8), (2, 12)] {
+            let (xs, ys) = random_batch_in(6, 0..3, 5, task as u64 * 7 + expected as u64);
+            er.observe(&Batch {
+                task,
+                xs: &xs,
+                ys: &ys,
+            })
+            .unwrap();
+            assert_eq!(
+                er.memory().capacity(),
+                expected,
+                "after a batch of task {task}"
+            );
+        }
+        assert_eq!(er.memory().len(), 12);
+        let mut state = State::default();
+        er.save(&mut state).unwrap();
+        let mut restored = Er::new(setup.network().unwrap(), params, heads).unwrap();
+        restored.load(&state).unwrap();
+        assert_eq!(restored.memory().capacity(), 12);
+        assert_eq!(restored.memory().ys(), er.memory().ys());
+        assert!(Er::new(
+            setup.network().unwrap(),
+            ErParams {
+                memories_per_task: 0,
+                ..params
+            },
+            Heads::Shared(3)
+        )
+        .is_err());
     }
 }

@@ -49,9 +49,11 @@ pub struct Ewc {
 }
 
 impl Ewc {
-    /// EWC around `model`; `heads` gives each task's classes.
-    pub fn new(model: Box<dyn Model>, params: EwcParams, heads: Heads) -> Self {
-        Self {
+    /// EWC around `model` (`heads`: each task's classes) with checked hyper-parameters; a
+    /// task is consolidated when it ends, however many follow.
+    pub fn new(model: Box<dyn Model>, params: EwcParams, heads: Heads) -> Result<Self> {
+        crate::config::MethodConfig::Ewc(params).validate()?;
+        Ok(Self {
             grad: vec![0.0; model.num_params()],
             model,
             params,
@@ -62,7 +64,7 @@ impl Ewc {
             consolidated: Vec::new(),
             logits: Vec::new(),
             stats: MethodStats::default(),
-        }
+        })
     }
 
     /// The quadratic penalty at the current parameters, and (if `grad` is given) its
@@ -231,7 +233,7 @@ mod tests {
             memories_per_task: 7,
             strength: 5.0,
         };
-        let mut ewc = Ewc::new(setup.network().unwrap(), params, setup.heads.clone());
+        let mut ewc = Ewc::new(setup.network().unwrap(), params, setup.heads.clone()).unwrap();
         for step in 0..4 {
             let (xs, ys) = random_batch(6, 3, 4, step);
             ewc.observe(&Batch {
@@ -304,7 +306,7 @@ mod tests {
             memories_per_task: 10,
             strength: 1.0,
         };
-        let mut ewc = Ewc::new(setup.network().unwrap(), params, setup.heads.clone());
+        let mut ewc = Ewc::new(setup.network().unwrap(), params, setup.heads.clone()).unwrap();
         for task in 0..2 {
             let (xs, ys) = random_batch(6, 3, 4, task as u64);
             ewc.observe(&Batch {

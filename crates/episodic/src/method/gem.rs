@@ -82,10 +82,29 @@ pub struct Gem {
 }
 
 impl Gem {
-    /// GEM around `model` (`heads`: each task's classes), with buffers sized for `tasks`
-    /// tasks (they grow if more arrive), computing memory gradients on up to `threads`
-    /// threads.
-    pub fn new(
+    /// GEM around `model` (`heads`: each task's classes) with checked hyper-parameters. The
+    /// number of tasks need not be known: the memories and the gradient matrix grow as
+    /// tasks appear. Memory gradients run on one thread unless [`Self::with_threads`] says
+    /// otherwise.
+    pub fn new(model: Box<dyn Model>, params: GemParams, heads: Heads) -> Result<Self> {
+        crate::config::MethodConfig::Gem(params).validate()?;
+        Ok(Self::sized(model, params, heads, 1, 1))
+    }
+
+    /// The same with buffers allocated for `tasks` tasks at once (no growth on the way).
+    pub fn with_expected_tasks(self, tasks: usize) -> Self {
+        let threads = self.workers.len() + 1;
+        Self::sized(self.model, self.params, self.heads, tasks, threads)
+    }
+
+    /// The same computing the past tasks' memory gradients on up to `threads` threads
+    /// (results do not depend on it).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.workers = (1..threads.max(1)).map(|_| self.model.fork()).collect();
+        self
+    }
+
+    fn sized(
         model: Box<dyn Model>,
         params: GemParams,
         heads: Heads,
@@ -95,7 +114,7 @@ impl Gem {
         let p = model.num_params();
         let t = tasks.max(1);
         Self {
-            workers: (1..threads.min(t)).map(|_| model.fork()).collect(),
+            workers: (1..threads.max(1)).map(|_| model.fork()).collect(),
             past_slots: Vec::with_capacity(t),
             past_grads: vec![0.0; t * p],
             grad: vec![0.0; p],
@@ -364,7 +383,10 @@ mod tests {
             margin,
             eps: 1e-3,
         };
-        Gem::new(Box::new(model), params, Heads::Shared(3), 4, threads)
+        Gem::new(Box::new(model), params, Heads::Shared(3))
+            .unwrap()
+            .with_expected_tasks(4)
+            .with_threads(threads)
     }
 
     #[test]

@@ -83,15 +83,17 @@ pub struct Icarl {
 }
 
 impl Icarl {
-    /// iCaRL around `model`; `heads` gives each task's classes; exemplar picks come from the
-    /// run's `seed`.
-    pub fn new(model: Box<dyn Model>, params: IcarlParams, heads: Heads, seed: u64) -> Self {
+    /// iCaRL around `model` (`heads`: each task's classes) with checked hyper-parameters;
+    /// the exemplar budget is shared by the classes seen so far. Exemplar picks come from
+    /// seed 0 unless [`Self::with_seed`] says otherwise.
+    pub fn new(model: Box<dyn Model>, params: IcarlParams, heads: Heads) -> Result<Self> {
+        crate::config::MethodConfig::Icarl(params).validate()?;
         let (p, classes) = (model.num_params(), model.num_classes());
-        Self {
+        Ok(Self {
             model,
             params,
             heads,
-            rng: rng::stream(seed, Purpose::Method),
+            rng: rng::stream(0, Purpose::Method),
             exemplars: vec![Exemplars::default(); classes],
             consolidated: Vec::new(),
             current: None,
@@ -105,7 +107,13 @@ impl Icarl {
             distill_targets: Vec::new(),
             logits: Vec::new(),
             stats: MethodStats::default(),
-        }
+        })
+    }
+
+    /// The same with its exemplar picks drawn from `seed`.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = rng::stream(seed, Purpose::Method);
+        self
     }
 
     /// Number of exemplars held for each class.
@@ -493,7 +501,7 @@ mod tests {
             memory_size,
             strength: 1.0,
         };
-        Icarl::new(setup.network().unwrap(), params, heads, 0)
+        Icarl::new(setup.network().unwrap(), params, heads).unwrap()
     }
 
     fn train_task(method: &mut Icarl, task: usize, batches: usize) {

@@ -187,26 +187,26 @@ pub fn build(config: &MethodConfig, setup: &Setup) -> Result<Box<dyn Method>> {
     }
     let heads = setup.heads.clone();
     Ok(match config {
-        MethodConfig::Single(p) => Box::new(Single::new(setup.network()?, *p, heads)),
+        MethodConfig::Single(p) => Box::new(Single::new(setup.network()?, *p, heads)?),
         MethodConfig::Independent(p) => Box::new(Independent::new(setup, *p)?),
         MethodConfig::Multimodal(p) => Box::new(Multimodal::new(setup, *p)?),
-        MethodConfig::Ewc(p) => Box::new(Ewc::new(setup.network()?, *p, heads)),
-        MethodConfig::Icarl(p) => Box::new(Icarl::new(setup.network()?, *p, heads, setup.seed)),
-        MethodConfig::Agem(p) => Box::new(Agem::new(setup.network()?, *p, heads, setup.seed)),
-        MethodConfig::Er(p) => Box::new(Er::new(
-            setup.network()?,
-            *p,
-            heads,
-            setup.tasks,
-            setup.seed,
-        )),
-        MethodConfig::Gem(p) => Box::new(Gem::new(
-            setup.network()?,
-            *p,
-            heads,
-            setup.tasks,
-            setup.threads,
-        )),
+        MethodConfig::Ewc(p) => Box::new(Ewc::new(setup.network()?, *p, heads)?),
+        MethodConfig::Icarl(p) => {
+            Box::new(Icarl::new(setup.network()?, *p, heads)?.with_seed(setup.seed))
+        }
+        MethodConfig::Agem(p) => {
+            Box::new(Agem::new(setup.network()?, *p, heads)?.with_seed(setup.seed))
+        }
+        MethodConfig::Er(p) => Box::new(
+            Er::new(setup.network()?, *p, heads)?
+                .with_tasks(setup.tasks)
+                .with_seed(setup.seed),
+        ),
+        MethodConfig::Gem(p) => Box::new(
+            Gem::new(setup.network()?, *p, heads)?
+                .with_expected_tasks(setup.tasks)
+                .with_threads(setup.threads.min(setup.tasks.max(1))),
+        ),
     })
 }
 

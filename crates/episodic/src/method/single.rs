@@ -21,16 +21,17 @@ pub struct Single {
 }
 
 impl Single {
-    /// Fine-tunes `model` with `params`; `heads` gives each task's classes.
-    pub fn new(model: Box<dyn Model>, params: SingleParams, heads: Heads) -> Self {
-        Self {
+    /// Fine-tunes `model` with checked `params`; `heads` gives each task's classes.
+    pub fn new(model: Box<dyn Model>, params: SingleParams, heads: Heads) -> Result<Self> {
+        crate::config::MethodConfig::Single(params).validate()?;
+        Ok(Self {
             heads,
             grad: vec![0.0; model.num_params()],
             model,
             params,
             logits: Vec::new(),
             stats: MethodStats::default(),
-        }
+        })
     }
 }
 
