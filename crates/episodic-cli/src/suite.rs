@@ -82,6 +82,7 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
         "[{elapsed_precise}] {bar:30} {percent:>3}%  {msg}  (ETA {eta})",
     )?);
     let mut rows = Vec::with_capacity(plan.len());
+    let mut failures: Vec<String> = Vec::new();
     let mut done_steps = 0u64;
     for (i, planned) in plan.iter().enumerate() {
         let c = &planned.config;
@@ -120,8 +121,17 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                 };
                 let data_dir = resolve::resolve_data_dir(planned.options.data_dir.as_ref());
                 let (data, _) = cache.get(&c.data, &data_dir, c.seed)?;
-                let mut results = experiment::run(c, data, &mut on_progress)
-                    .with_context(|| format!("{label} failed"))?;
+                let mut results = match experiment::run(c, data, &mut on_progress) {
+                    Ok(results) => results,
+                    Err(err) => {
+                        // One run's failure (a diverging loss, say) does not stop the others.
+                        log(&bar, format!("{label}: failed: {err}"));
+                        failures.push(format!("{} ({err})", planned.id));
+                        done_steps +=
+                            planned_steps(c, planned.options.data_dir.as_ref(), &mut cache);
+                        continue;
+                    }
+                };
                 results.git_revision = option_env!("EPISODIC_GIT_REVISION").map(str::to_string);
                 results.write_json(&planned.out)?;
                 log(
@@ -158,11 +168,27 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
     bar.finish_and_clear();
     print!("{}", summary_table(&rows));
     println!("summary: {}", csv_path.display());
-    if !grid.no_report {
-        let paths: Vec<PathBuf> = plan.iter().map(|p| p.out.clone()).collect();
+    if !grid.no_report && !rows.is_empty() {
+        let paths: Vec<PathBuf> = plan
+            .iter()
+            .filter(|p| {
+                !failures
+                    .iter()
+                    .any(|f| f.starts_with(&format!("{} (", p.id)))
+            })
+            .map(|p| p.out.clone())
+            .collect();
         let report_dir = out_dir.join("report");
         crate::report::write_report(&paths, &report_dir)?;
         println!("report: {}", report_dir.join("index.html").display());
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} runs failed: {}",
+            failures.len(),
+            plan.len(),
+            failures.join("; ")
+        );
     }
     Ok(())
 }

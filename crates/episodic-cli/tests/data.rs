@@ -577,3 +577,41 @@ fn example_configs_run_in_small_form() {
         ok(&episodic(tmp.path(), &args));
     }
 }
+
+#[test]
+fn a_failing_run_does_not_stop_the_suite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = tmp.path().join("grid.toml");
+    std::fs::write(
+        &grid,
+        "benchmarks = [\"mnist-split\"]\nmethods = [\"single\"]\nlr = [1e30, 0.1]\n\
+         seeds = [0]\ntasks = 2\nsamples-per-task = 20\n",
+    )
+    .unwrap();
+    let out = episodic(
+        tmp.path(),
+        &[
+            "suite",
+            "--config",
+            grid.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--out-dir",
+            "s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("error: 1 of 2 runs failed: single-mnist-split-seed0-"),
+        "{err}"
+    );
+    assert!(last.contains("non-finite"), "{last}");
+    let results = results_in(&tmp.path().join("s"));
+    assert_eq!(results.len(), 1, "the good run's results are written");
+    assert_eq!(results[0].1["config"]["method"]["learning_rate"], 0.1);
+    let csv = std::fs::read_to_string(tmp.path().join("s/summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(tmp.path().join("s/report/index.html").is_file());
+}
