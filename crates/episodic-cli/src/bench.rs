@@ -39,16 +39,22 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     for &n in &threads {
         let out = dir.join(format!("bench-{n}.json"));
-        let status = Command::new(&exe)
+        let child = Command::new(&exe)
             .arg("run")
             .args(args.options.to_args())
             .args(["--threads", &n.to_string(), "--out"])
             .arg(&out)
             .stdout(std::process::Stdio::null())
-            .status()
+            .stderr(std::process::Stdio::piped())
+            .output()
             .context("cannot start a benchmark run")?;
-        if !status.success() {
-            bail!("benchmark run with {n} thread(s) failed ({status})");
+        if !child.status.success() {
+            let stderr = String::from_utf8_lossy(&child.stderr);
+            let why = stderr.lines().last().unwrap_or("no message");
+            bail!(
+                "benchmark run with {n} thread(s) failed ({}): {why}",
+                child.status
+            );
         }
         let text = std::fs::read_to_string(&out)
             .with_context(|| format!("cannot read {}", out.display()))?;
