@@ -442,6 +442,12 @@ impl MethodConfig {
     }
 }
 
+/// The most tasks a run takes (each holds its own transform, examples and evaluations; the
+/// paper's streams have 20).
+pub const MAX_TASKS: usize = 1000;
+/// The most threads a run starts.
+pub const MAX_THREADS: usize = 1024;
+
 /// Everything that determines a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentConfig {
@@ -570,6 +576,17 @@ impl ExperimentConfig {
                 return Err(invalid(option, "must be at least 1"));
             }
         }
+        for (option, value, most) in [
+            ("--tasks", self.tasks, MAX_TASKS),
+            ("--threads", self.threads, MAX_THREADS),
+        ] {
+            if value > most {
+                return Err(invalid(
+                    option,
+                    format!("must be at most {most}, got {value}"),
+                ));
+            }
+        }
         if self.eval_every == Some(0) {
             return Err(invalid("--eval-every", "must be at least 1"));
         }
@@ -689,6 +706,20 @@ mod tests {
                     ..base.clone()
                 },
                 "--epochs",
+            ),
+            (
+                ExperimentConfig {
+                    tasks: usize::MAX,
+                    ..base.clone()
+                },
+                "--tasks: must be at most 1000",
+            ),
+            (
+                ExperimentConfig {
+                    threads: usize::MAX,
+                    ..base.clone()
+                },
+                "--threads: must be at most 1024",
             ),
         ];
         for (config, option) in cases {

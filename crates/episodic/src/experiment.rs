@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::checkpoint::{Checkpoint, CheckpointDir, Progress as CheckpointProgress};
 use crate::config::ExperimentConfig;
-use crate::data::{Benchmark, BenchmarkSpec, Dataset, Stream};
+use crate::data::{Benchmark, BenchmarkSpec, Dataset, Stream, MAX_STREAM_EXAMPLES};
 use crate::error::{Error, Result};
 use crate::method::{self, Batch, Heads, Method, Setup};
 use crate::metrics;
@@ -145,6 +145,21 @@ fn run_in_pool(
         .iter()
         .map(|t| t.train_indices.as_slice())
         .collect();
+    let positions = examples.iter().try_fold(0usize, |total, e| {
+        total.checked_add(e.len().checked_mul(config.epochs)?)
+    });
+    if positions.is_none_or(|n| n > MAX_STREAM_EXAMPLES) {
+        return Err(Error::InvalidOption {
+            option: "--epochs",
+            reason: format!(
+                "{} epochs over {} tasks of up to {} examples are more than the {MAX_STREAM_EXAMPLES} \
+                 examples a run may stream",
+                config.epochs,
+                examples.len(),
+                examples.iter().map(|e| e.len()).max().unwrap_or(0)
+            ),
+        });
+    }
     let stream = Stream::new(&examples, config.epochs, config.batch_size, config.seed);
     let heads = if bench.scenario().per_task_heads() {
         Heads::PerTask(bench.heads())
@@ -236,8 +251,15 @@ fn run_in_pool(
         tasks: config.tasks,
     });
     let d = bench.input_dim();
-    let mut xs = vec![0.0f32; config.batch_size * d];
-    let mut ys = vec![0u32; config.batch_size];
+    // A batch never holds more than a task's examples, whatever --batch-size says.
+    let longest = stream
+        .batches()
+        .iter()
+        .map(|b| b.range.len())
+        .max()
+        .unwrap_or(0);
+    let mut xs = vec![0.0f32; longest * d];
+    let mut ys = vec![0u32; longest];
     let batches = stream.batches();
     for (i, span) in batches.iter().enumerate().skip(start_step as usize) {
         let n = span.range.len();

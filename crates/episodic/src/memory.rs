@@ -35,13 +35,14 @@ pub struct RingMemory {
 }
 
 impl RingMemory {
-    /// An empty memory for `capacity` examples of `input_dim` features, allocated up front.
+    /// An empty memory for `capacity` examples of `input_dim` features. Slots are allocated
+    /// as they are first written, so a capacity beyond the examples a task has costs nothing.
     pub fn new(capacity: usize, input_dim: usize) -> Self {
         Self {
             capacity,
             input_dim,
-            xs: vec![0.0; capacity * input_dim],
-            ys: vec![0; capacity],
+            xs: Vec::new(),
+            ys: Vec::new(),
             cursor: 0,
             len: 0,
             sparse: SparseBatch::default(),
@@ -57,6 +58,11 @@ impl RingMemory {
         self.sparse_state = None;
         let d = self.input_dim;
         for (x, &y) in xs.chunks_exact(d).zip(ys) {
+            if self.ys.len() <= self.cursor {
+                // First write of this slot (and of any skipped one, which stays zero).
+                self.ys.resize(self.cursor + 1, 0);
+                self.xs.resize((self.cursor + 1) * d, 0.0);
+            }
             self.xs[self.cursor * d..(self.cursor + 1) * d].copy_from_slice(x);
             self.ys[self.cursor] = y;
             self.cursor = (self.cursor + 1) % self.capacity;
@@ -114,13 +120,17 @@ impl RingMemory {
     pub fn load(&mut self, state: &State, prefix: &str, classes: usize) -> Result<()> {
         let ys = state.u32(&format!("{prefix}.ys"), None)?;
         let len = ys.len();
-        bounded(&format!("{prefix} size"), len as u64, self.capacity + 1)?;
+        bounded(
+            &format!("{prefix} size"),
+            len as u64,
+            self.capacity.saturating_add(1),
+        )?;
         let xs = state.f32(&format!("{prefix}.xs"), Some(len * self.input_dim))?;
         check_examples(prefix, xs, ys, classes)?;
         let cursor: u64 = state.get(&format!("{prefix}.cursor"))?;
         let cursor = bounded(&format!("{prefix} cursor"), cursor, self.capacity.max(1))?;
-        self.xs[..xs.len()].copy_from_slice(xs);
-        self.ys[..len].copy_from_slice(ys);
+        self.xs = xs.to_vec();
+        self.ys = ys.to_vec();
         self.len = len;
         self.cursor = cursor;
         self.sparse_state = None;
@@ -254,7 +264,11 @@ impl Reservoir {
     ) -> Result<()> {
         let ys = state.u32(&format!("{prefix}.ys"), None)?;
         let len = ys.len();
-        bounded(&format!("{prefix} size"), len as u64, self.capacity + 1)?;
+        bounded(
+            &format!("{prefix} size"),
+            len as u64,
+            self.capacity.saturating_add(1),
+        )?;
         let xs = state.f32(&format!("{prefix}.xs"), Some(len * self.input_dim))?;
         check_examples(prefix, xs, ys, classes)?;
         let saved_tasks = state.u64(&format!("{prefix}.tasks"), Some(len))?;
@@ -284,6 +298,22 @@ mod tests {
         let ys: Vec<u32> = (from..from + n).collect();
         let xs = ys.iter().flat_map(|&y| [y as f32, -(y as f32)]).collect();
         (xs, ys)
+    }
+
+    #[test]
+    fn a_huge_capacity_allocates_only_what_is_written() {
+        // `--memories-per-task 18446744073709551615` used to overflow the up-front allocation.
+        let mut m = RingMemory::new(usize::MAX, 2);
+        let (xs, ys) = batch(0, 3);
+        m.push_batch(&xs, &ys);
+        assert_eq!(m.ys(), &[0, 1, 2]);
+        assert_eq!(m.xs(), &[0.0, -0.0, 1.0, -1.0, 2.0, -2.0]);
+        assert!(m.xs.capacity() < 1 << 20);
+        let mut state = State::default();
+        m.save(&mut state, "m").unwrap();
+        let mut back = RingMemory::new(usize::MAX, 2);
+        back.load(&state, "m", 10).unwrap();
+        assert_eq!((back.xs(), back.ys()), (m.xs(), m.ys()));
     }
 
     #[test]

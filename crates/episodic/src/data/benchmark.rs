@@ -396,6 +396,31 @@ mod tests {
     }
 
     #[test]
+    fn default_task_counts_name_what_is_missing() {
+        let data = tiny(30);
+        let split = |c| Scenario::ClassSplit {
+            classes_per_task: Some(c),
+            order: ClassOrder::Consecutive,
+        };
+        assert_eq!(split(2).default_tasks(&data).unwrap(), 5);
+        for c in [11, usize::MAX] {
+            let err = split(c).default_tasks(&data).unwrap_err().to_string();
+            assert!(
+                err.contains("--classes-per-task") && err.contains("tiny has 10 classes"),
+                "{err}"
+            );
+        }
+        let err = Scenario::Given
+            .default_tasks(&data)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--scenario") && err.contains("given needs task ids"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn rejects_impossible_sizes() {
         let err = Benchmark::new(tiny(5), &spec(Scenario::Permutations, false, 0)).unwrap_err();
         assert!(err.to_string().contains("--samples-per-task"), "{err}");

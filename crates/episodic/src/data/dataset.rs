@@ -6,6 +6,10 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
+/// The most classes a data set may have (each is an output of every network): a guard
+/// against a stray huge label that would make the output layer exhaust memory.
+pub const MAX_CLASSES: usize = 1 << 16;
+
 /// Shape of one example: channels x height x width (a flat feature vector is 1 x 1 x D).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
@@ -153,6 +157,11 @@ impl Dataset {
             .ok_or_else(|| invalid(format!("an example of shape {shape} has no features")))?;
         if classes == 0 {
             return Err(invalid("it has no classes".into()));
+        }
+        if classes > MAX_CLASSES {
+            return Err(invalid(format!(
+                "{classes} classes, more than the {MAX_CLASSES} accepted"
+            )));
         }
         if let Some(names) = &class_names {
             if names.len() != classes {
@@ -306,5 +315,8 @@ mod tests {
         assert!(err.to_string().contains("1 class names"));
         let empty = Dataset::new("t", Shape::flat(0), 3, None, "", split(0, 0), split(0, 0));
         assert!(empty.is_err());
+        // A label of 4294967295 would make a network of 2^32 outputs.
+        let huge = Dataset::new("t", shape, 1 << 32, None, "", split(4, 5), split(2, 5));
+        assert!(huge.unwrap_err().to_string().contains("65536 accepted"));
     }
 }

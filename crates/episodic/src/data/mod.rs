@@ -22,11 +22,11 @@ pub mod transform;
 
 pub use benchmark::{Benchmark, BenchmarkSpec, Task};
 pub use cifar::{load_cifar, CifarVariant};
-pub use dataset::{Dataset, Inputs, Shape, Split};
+pub use dataset::{Dataset, Inputs, Shape, Split, MAX_CLASSES};
 pub use idx::{Checksums, IdxFiles, Vendored};
 pub use npz::{load_arrays, Holdout};
 pub use presets::{Preset, Protocol};
 pub use scenario::{ClassOrder, Scenario, TaskDescriptor};
 pub use source::DataSource;
-pub use stream::{BatchSpan, Stream};
+pub use stream::{BatchSpan, Stream, MAX_STREAM_EXAMPLES};
 pub use transform::PixelMap;

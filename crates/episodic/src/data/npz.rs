@@ -5,7 +5,7 @@
 //! Examples (`x_*`) are `uint8` (8-bit levels, scaled by 1/255 later), `float32`, or `float64`
 //! (converted; values not finite in `float32` are refused), shaped N x D, N x H x W or
 //! N x C x H x W in C order. Labels and task ids are 1-D arrays of N non-negative integers of
-//! any integer dtype that fit in 32 bits. Without test arrays a seeded sixth of the training
+//! any integer dtype that fit in 32 bits (labels below [`MAX_CLASSES`]). Without test arrays a seeded sixth of the training
 //! examples is held out as the test set.
 //!
 //! Headers and data are read with `npyz`; every size is checked before anything is
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 
-use super::dataset::{Dataset, Inputs, Shape, Split};
+use super::dataset::{Dataset, Inputs, Shape, Split, MAX_CLASSES};
 use crate::error::{Error, Result};
 use crate::rng::{self, Purpose};
 
@@ -488,6 +488,21 @@ fn ids(path: &Path, a: Array, n: usize) -> Result<Vec<u32>> {
     }
 }
 
+/// Labels: [`ids`] below [`MAX_CLASSES`].
+fn labels_of(path: &Path, a: Array, n: usize) -> Result<Vec<u32>> {
+    let labels = ids(path, a, n)?;
+    if let Some(i) = labels.iter().position(|&y| y as usize >= MAX_CLASSES) {
+        return Err(bad(
+            path,
+            format!(
+                "label {} at index {i} is beyond the {MAX_CLASSES} classes accepted",
+                labels[i]
+            ),
+        ));
+    }
+    Ok(labels)
+}
+
 fn gather(inputs: &Inputs, d: usize, idx: &[usize]) -> Inputs {
     fn pick<T: Copy>(v: &[T], d: usize, idx: &[usize]) -> Vec<T> {
         idx.iter()
@@ -535,7 +550,7 @@ fn assemble(
     if train.n == 0 {
         return Err(bad(&x_path, "no training examples".into()));
     }
-    let labels = ids(&y_path, y_train, train.n)?;
+    let labels = labels_of(&y_path, y_train, train.n)?;
     let tasks = task_train.map(|(p, a)| ids(&p, a, train.n)).transpose()?;
     let d = train.shape.features();
     let (train_split, test_split, holdout) = match (x_test, y_test) {
@@ -556,7 +571,7 @@ fn assemble(
                     "one of x_train and x_test is uint8 and the other float".into(),
                 ));
             }
-            let test_labels = ids(&yt_path, yt, test.n)?;
+            let test_labels = labels_of(&yt_path, yt, test.n)?;
             let test_tasks = task_test.map(|(p, a)| ids(&p, a, test.n)).transpose()?;
             (
                 Split {

@@ -90,18 +90,27 @@ impl Scenario {
                 classes_per_task, ..
             } => match classes_per_task {
                 Some(0) => Err(zero_classes_per_task()),
+                Some(c) if *c > data.classes() => Err(Error::InvalidOption {
+                    option: "--classes-per-task",
+                    reason: format!(
+                        "{c} classes per task, but {} has {} classes",
+                        data.name(),
+                        data.classes()
+                    ),
+                }),
                 Some(c) => Ok(data.classes() / c),
                 None => Err(Error::InvalidOption {
                     option: "--tasks",
                     reason: "class-split needs --tasks or --classes-per-task".into(),
                 }),
             },
-            Self::Given => Ok(data
+            Self::Given => data
                 .train()
                 .tasks
                 .as_ref()
                 .and_then(|t| t.iter().max())
-                .map_or(0, |&m| m as usize + 1)),
+                .map(|&m| m as usize + 1)
+                .ok_or_else(|| no_task_ids(data)),
         }
     }
 }
@@ -109,6 +118,16 @@ impl Scenario {
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.id())
+    }
+}
+
+fn no_task_ids(data: &Dataset) -> Error {
+    Error::InvalidOption {
+        option: "--scenario",
+        reason: format!(
+            "given needs task ids in the data (task_train, task_test); {} has none",
+            data.name()
+        ),
     }
 }
 
@@ -327,13 +346,7 @@ impl Scenario {
                 let (Some(train_tasks), Some(test_tasks)) =
                     (&data.train().tasks, &data.test().tasks)
                 else {
-                    return Err(Error::InvalidOption {
-                        option: "--scenario",
-                        reason: format!(
-                            "given needs task ids in the data; {} has none",
-                            data.name()
-                        ),
-                    });
+                    return Err(no_task_ids(data));
                 };
                 let stated = self.default_tasks(data)?;
                 if sizes.tasks != stated {

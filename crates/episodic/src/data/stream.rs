@@ -10,6 +10,10 @@ use rand::seq::SliceRandom;
 
 use crate::rng::{self, Purpose};
 
+/// The most example positions a stream holds (tasks x examples x epochs; 1 GiB of indices): a
+/// guard against options that would exhaust memory before the first step.
+pub const MAX_STREAM_EXAMPLES: usize = 1 << 28;
+
 /// One mini-batch: a task and a range of positions into [`Stream::positions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSpan {
@@ -43,7 +47,7 @@ impl Stream {
             let end = positions.len();
             let mut from = start;
             while from < end {
-                let to = (from + batch_size.max(1)).min(end);
+                let to = from.saturating_add(batch_size.max(1)).min(end);
                 batches.push(BatchSpan {
                     task,
                     range: from..to,
