@@ -124,6 +124,7 @@ pub struct ReportArgs {
 
 /// Options of `episodic suite`.
 #[derive(Debug, Clone, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SuiteArgs {
     /// Benchmarks, comma-separated, or `all` for every vendored one (the MNIST and
     /// Fashion-MNIST presets) [default: mnist-permutations,mnist-rotations,mnist-split].
@@ -167,7 +168,7 @@ pub struct SuiteArgs {
 
     /// Run only share I of N of the runs (runs I, I+N, I+2N, ... of --list-jobs, from 0), for
     /// spreading a suite over machines; merge with `episodic report DIR...`.
-    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, allow_hyphen_values = true)]
     pub shard: Option<Shard>,
 
     /// Directory of the results files, summary.csv and report/.

@@ -357,7 +357,13 @@ impl Options {
                 .map_err(|e| anyhow::anyhow!("{} is not a results file: {e}", path.display()))?;
             return Ok(crate::resolve::options_of(&results.config));
         }
-        toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))
+        Self::parse_toml(path, &text)
+    }
+
+    /// Options from the TOML `text` of the file `path` (named in errors, with the key and
+    /// line of a bad entry).
+    pub fn parse_toml(path: &std::path::Path, text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| toml_error(path, text, &e))
     }
 }
 
@@ -387,9 +393,23 @@ pub fn toml_error(path: &std::path::Path, text: &str, err: &toml::de::Error) -> 
             .span()
             .map(|span| text[..span.start.min(text.len())].lines().count().max(1)),
     };
-    // toml lists every field it expected after an unknown one: keep the line short.
+    // toml lists every field (or value) it expected after an unknown one: keep the line
+    // short.
     let message = match message.find(", expected one of") {
+        Some(at) if message.starts_with("unknown variant") => {
+            format!("{} (see --help for the values)", &message[..at])
+        }
         Some(at) => format!("{} (see --help for the keys)", &message[..at]),
+        None => message,
+    };
+    // Name the key set on that line when toml's message does not.
+    let key = line
+        .and_then(|l| text.lines().nth(l - 1))
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('#') && !message.contains(&format!("`{k}`")));
+    let message = match key {
+        Some(key) => format!("`{key}`: {message}"),
         None => message,
     };
     match line {

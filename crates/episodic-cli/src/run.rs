@@ -22,6 +22,8 @@ struct Plan {
     out: Option<PathBuf>,
     checkpoint_dir: Option<PathBuf>,
     checkpoint_every: Option<u64>,
+    /// Said on stderr once the run's tasks are made (so that a refused run says one line).
+    note: Option<String>,
 }
 
 /// The options of `args`: the command line's over the `--config` file's.
@@ -56,6 +58,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 out: args.out.clone(),
                 checkpoint_dir: args.checkpoint_dir.clone(),
                 checkpoint_every: args.checkpoint_every,
+                note: None,
             };
             (plan, Some(loaded.checkpoint))
         }
@@ -73,20 +76,21 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 print!("{}", printed.to_toml()?);
                 return Ok(());
             }
-            if let Some(h) = resolved.holdout {
-                eprintln!(
+            let note = resolved.holdout.map(|h| {
+                format!(
                     "note: {} has no test arrays; {} of its examples are held out for test (seeded), {} train",
                     resolved.data.name(),
                     h.test,
                     h.train
-                );
-            }
+                )
+            });
             let plan = Plan {
                 config: resolved.config,
                 data: resolved.data,
                 out: options.out,
                 checkpoint_dir: options.checkpoint_dir,
                 checkpoint_every: options.checkpoint_every,
+                note,
             };
             (plan, None)
         }
@@ -108,7 +112,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     // Fail now, not after a long run, if the results cannot be written.
     results::check_writable(&out)?;
 
-    let mut results = run_with_progress(&config, plan.data, checkpointing.as_ref(), resume)?;
+    let mut results = run_with_progress(
+        &config,
+        plan.data,
+        checkpointing.as_ref(),
+        resume,
+        plan.note.as_deref(),
+    )?;
     results.timing.data_seconds = data_seconds;
     results.git_revision = option_env!("EPISODIC_GIT_REVISION").map(str::to_string);
     results.write_json(&out)?;
@@ -160,12 +170,14 @@ fn default_out(config: &ExperimentConfig) -> PathBuf {
     ))
 }
 
-/// Runs with a progress bar on stderr (drawn only when stderr is a terminal).
+/// Runs with a progress bar on stderr (drawn only when stderr is a terminal); `note` is said
+/// with the run's header, once its tasks are made.
 fn run_with_progress(
     config: &ExperimentConfig,
     data: Dataset,
     checkpointing: Option<&Checkpointing>,
     resume: Option<Checkpoint>,
+    note: Option<&str>,
 ) -> Result<RunResults> {
     let bar = ProgressBar::new_spinner();
     bar.set_message("evaluating at initialisation");
@@ -197,6 +209,9 @@ fn run_with_progress(
                 }
             };
             bar.suspend(|| {
+                if let Some(note) = note {
+                    eprintln!("{note}");
+                }
                 eprintln!(
                     "{header}: {tasks} tasks, {} training and {} test examples per task, {total_steps} steps",
                     range(train_examples),
