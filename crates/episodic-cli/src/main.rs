@@ -1,63 +1,6 @@
-//! `episodic`: continual-learning experiments from the command line.
-//!
-//! A thin layer over the `episodic` library: parse what the user typed, turn it into one
-//! validated configuration, run, print and write the results. Every error ends the process
-//! with a one-line message on stderr and exit code 2.
+//! `episodic`: continual-learning experiments from the command line (see the library,
+//! `episodic_cli`, for what it does).
 
-mod args;
-mod bench;
-mod options;
-mod report;
-mod resolve;
-mod run;
-mod suite;
-
-use std::process::ExitCode;
-
-use clap::Parser;
-
-use crate::args::{Cli, Command};
-
-fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(err) if !err.use_stderr() => {
-            // --help and --version: print as clap does, exit 0.
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            // Keep clap's first line ("error: invalid value '-3' for '--tasks <N>': ...") and
-            // drop its usage block, so that every error is one line.
-            let text = err.to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: invalid arguments");
-            let choices = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("[possible values: "));
-            match choices {
-                Some(choices) => eprintln!(
-                    "{first}; possible values: {}",
-                    choices.trim_end_matches(']')
-                ),
-                None => eprintln!("{first} (see --help)"),
-            }
-            return ExitCode::from(2);
-        }
-    };
-    let outcome = match cli.command {
-        Command::Run(args) => run::run(&args),
-        Command::Bench(args) => bench::bench(&args),
-        Command::Report(args) => report::report(&args),
-        Command::Suite(args) => suite::suite(&args),
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    episodic_cli::main_entry()
 }

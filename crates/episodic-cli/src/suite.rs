@@ -338,10 +338,15 @@ impl Grid {
     fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(path, &text)
+    }
+
+    /// [`Self::read`] of the text `text` of the file `path`.
+    fn parse(path: &Path, text: &str) -> Result<Self> {
         let table: toml::Table =
-            toml::from_str(&text).map_err(|e| crate::options::toml_error(path, &text, &e))?;
+            toml::from_str(text).map_err(|e| crate::options::toml_error(path, text, &e))?;
         let line_of = |key: &str| {
-            crate::options::line_of_key(&text, key).map_or(String::new(), |i| format!(" line {i}"))
+            crate::options::line_of_key(text, key).map_or(String::new(), |i| format!(" line {i}"))
         };
         let mut grid = Self {
             axes: Vec::new(),
@@ -429,6 +434,12 @@ impl Grid {
         };
         self.axes.sort_by_key(|(k, _)| rank(k));
     }
+}
+
+/// The axes of the grid file text `text` (named `path` in errors): each key with its values,
+/// in file order.
+pub fn parse_grid_axes(path: &Path, text: &str) -> Result<Vec<(String, Vec<toml::Value>)>> {
+    Grid::parse(path, text).map(|grid| grid.axes)
 }
 
 /// Every run of the grid's product, validated (data loaded) before anything runs. Methods

@@ -1,6 +1,7 @@
 //! Writes seed inputs for the fuzz targets: small IDX files (raw and gzip), small CIFAR files
 //! (binary records, pickled batches and meta files, names), small `.npy`/`.npz` files, and one
-//! real checkpoint per method of the fuzz setup, trained a few steps over two tasks.
+//! real checkpoint per method of the fuzz setup, trained a few steps over two tasks; and the
+//! example configuration files with two that set every key.
 //!
 //! `cargo run --release --bin make_seeds` (from `fuzz/`).
 
@@ -43,15 +44,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(idx_dir.join("labels.gz"), gzip(&labels)?)?;
 
     write_cifar_and_npz_seeds()?;
+    write_config_seeds()?;
 
     let setup = episodic_fuzz::setup();
     for config in episodic_fuzz::methods() {
         let mut method = method::build(&config, &setup)?;
         for task in 0..2 {
             for step in 0..3 {
-                let xs: Vec<f32> = (0..12).map(|i| ((i * 7 + step * 3 + task) % 11) as f32 / 11.0).collect();
+                let xs: Vec<f32> = (0..12)
+                    .map(|i| ((i * 7 + step * 3 + task) % 11) as f32 / 11.0)
+                    .collect();
                 let ys = [task as u32, task as u32];
-                method.observe(&Batch { task, xs: &xs, ys: &ys })?;
+                method.observe(&Batch {
+                    task,
+                    xs: &xs,
+                    ys: &ys,
+                })?;
             }
             method.end_task(task)?;
         }
@@ -76,6 +84,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Seeds for `cifar_binary`, `cifar_python` and `npz`: valid files of two images (so that
 /// mutations start deep), and a few that hit the refusals.
+/// The example configurations and grids (`examples/configs/`), and a run configuration that
+/// sets every key.
+fn write_config_seeds() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = Path::new("corpus/config");
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir("../examples/configs")? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, dir.join(name))?;
+            }
+        }
+    }
+    let every = "benchmark = \"mnist-split\"\ndata-dir = \"data\"\nscenario = \"class-split\"\n\
+                 classes-per-task = 2\nclass-order = \"random\"\nmethod = \"gem\"\nlr = 0.07\n\
+                 memories-per-task = 7\nmargin = 0.25\nseed = 5\ntasks = 3\n\
+                 samples-per-task = \"all\"\nepochs = 2\nbatch-size = 4\nshuffle-tasks = true\n\
+                 eval-every = 3\nthreads = 1\nout = \"x/out.json\"\ncheckpoint-dir = \"ck\"\n\
+                 checkpoint-every = 9\n";
+    std::fs::write(dir.join("every-key.toml"), every)?;
+    let own = "data = \"mine.npz\"\nscenario = \"given\"\nmethod = \"agem\"\nsample-size = 4\n\
+               strength = 1.5\nmemory-size = 40\nfinetune = false\n";
+    std::fs::write(dir.join("own-data.toml"), own)?;
+    Ok(())
+}
+
 fn write_cifar_and_npz_seeds() -> Result<(), Box<dyn std::error::Error>> {
     let binary = Path::new("corpus/cifar_binary");
     let python = Path::new("corpus/cifar_python");
