@@ -106,7 +106,14 @@ pub fn resolve(options: &Options, threads: usize, cache: &mut DataCache) -> Resu
                 bail!("invalid value for --data: give --scenario (permutations, rotations, class-split or given)");
             };
             let (data, holdout) = cache.get(&source, &data_dir, seed)?;
-            let config = ExperimentConfig::for_data(source, &data, scenario, method, threads)?;
+            let config = ExperimentConfig::for_data(
+                source,
+                &data,
+                scenario,
+                options.tasks,
+                method,
+                threads,
+            )?;
             (config, None, data, holdout)
         }
         (None, preset) => {
@@ -116,7 +123,10 @@ pub fn resolve(options: &Options, threads: usize, cache: &mut DataCache) -> Resu
             match asked_scenario {
                 Some(scenario) if scenario != preset.scenario() => {
                     config.benchmark = format!("{}-{}", config.data.name(), scenario.id());
-                    config.tasks = scenario.default_tasks(&data)?;
+                    config.tasks = match options.tasks {
+                        Some(tasks) => tasks,
+                        None => scenario.default_tasks(&data)?,
+                    };
                     config.scenario = scenario;
                     (config, None, data, holdout)
                 }

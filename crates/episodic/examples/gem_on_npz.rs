@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         order: ClassOrder::Consecutive,
     };
     let source = DataSource::Arrays { path: path.clone() };
-    let mut config = ExperimentConfig::for_data(source, &data, scenario, MethodKind::Gem, 1)?;
+    let mut config = ExperimentConfig::for_data(source, &data, scenario, None, MethodKind::Gem, 1)?;
     config.method = MethodConfig::Gem(GemParams {
         memories_per_task: 64,
         ..GemParams::default()

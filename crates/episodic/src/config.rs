@@ -522,11 +522,13 @@ impl ExperimentConfig {
     /// ones for given tasks), 1000 examples per task (at most all of them) for permutations
     /// and rotations and all of each task's otherwise, one epoch, batch 10, seed 0, the
     /// paper's MLP sized for the data, and the hyper-parameters of the paper's column for the
-    /// scenario (rotations' for rotations, permutations' otherwise).
+    /// scenario (rotations' for rotations, permutations' otherwise). `tasks`, when given,
+    /// replaces the scenario's number of tasks.
     pub fn for_data(
         source: DataSource,
         data: &crate::data::Dataset,
         scenario: Scenario,
+        tasks: Option<usize>,
         method: MethodKind,
         threads: usize,
     ) -> Result<Self> {
@@ -537,7 +539,10 @@ impl ExperimentConfig {
         Ok(Self {
             benchmark: format!("{}-{}", source.name(), scenario.id()),
             data: source,
-            tasks: scenario.default_tasks(data)?,
+            tasks: match tasks {
+                Some(tasks) => tasks,
+                None => scenario.default_tasks(data)?,
+            },
             scenario,
             samples_per_task,
             shuffle_tasks: false,

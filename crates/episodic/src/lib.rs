@@ -61,7 +61,7 @@
 //! let data = Dataset::new("toy", Shape::flat(6), 4, None, "memory", split(40), split(20))?;
 //! let source = DataSource::Memory { name: "toy".into() };
 //! let scenario = Scenario::ClassSplit { classes_per_task: Some(2), order: ClassOrder::Consecutive };
-//! let config = ExperimentConfig::for_data(source, &data, scenario, MethodKind::Gem, 1)?;
+//! let config = ExperimentConfig::for_data(source, &data, scenario, None, MethodKind::Gem, 1)?;
 //! let results = episodic::experiment::run(&config, data, &mut |_| {})?;
 //! assert_eq!(results.accuracy_matrix.len(), 2);
 //! println!("ACC {:.3}", results.metrics.acc);
