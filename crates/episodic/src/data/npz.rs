@@ -74,6 +74,17 @@ pub struct Array {
     pub values: Values,
 }
 
+/// A library's error message on one line: npyz's header errors draw the header over several
+/// lines with a caret under the fault.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn bad(path: &Path, reason: String) -> Error {
     Error::DataFile {
         path: path.to_path_buf(),
@@ -153,7 +164,7 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(Header, npyz::NpyHeader)> 
         }
     }
     let header = npyz::NpyHeader::from_reader(&bytes[..end])
-        .map_err(|e| bad(path, format!("bad header: {e}")))?;
+        .map_err(|e| bad(path, format!("bad header: {}", one_line(&e))))?;
     let descr = header_descr(&header);
     let npyz::DType::Plain(ts) = header.dtype() else {
         return Err(bad(
@@ -222,7 +233,7 @@ fn header_descr(header: &npyz::NpyHeader) -> String {
 
 fn read_values<T: npyz::Deserialize>(path: &Path, file: npyz::NpyFile<&[u8]>) -> Result<Vec<T>> {
     file.into_vec()
-        .map_err(|e| bad(path, format!("cannot read the data: {e}")))
+        .map_err(|e| bad(path, format!("cannot read the data: {}", one_line(&e))))
 }
 
 /// Parses a whole `.npy` file from `bytes`: checks its header (numeric dtype, C order, at
@@ -328,8 +339,12 @@ pub fn parse_npz(
     bytes: &[u8],
     holdout_seed: u64,
 ) -> Result<(Dataset, Option<Holdout>)> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| bad(path, format!("not a readable zip archive: {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
+        bad(
+            path,
+            format!("not a readable zip archive: {}", one_line(&e)),
+        )
+    })?;
     let mut arrays = HashMap::new();
     for name in ARRAY_NAMES {
         let entry_name = format!("{name}.npy");
@@ -337,7 +352,12 @@ pub fn parse_npz(
         let entry = match zip.by_name(&entry_name) {
             Ok(entry) => entry,
             Err(zip::result::ZipError::FileNotFound) => continue,
-            Err(e) => return Err(bad(&entry_path, format!("cannot open the entry: {e}"))),
+            Err(e) => {
+                return Err(bad(
+                    &entry_path,
+                    format!("cannot open the entry: {}", one_line(&e)),
+                ))
+            }
         };
         let bytes = read_entry(&entry_path, entry)?;
         arrays.insert(name, (entry_path.clone(), parse_npy(&entry_path, &bytes)?));
@@ -349,7 +369,7 @@ pub fn parse_npz(
 /// entry's declared size, then exactly that much data.
 fn read_entry(path: &Path, entry: impl Read + HasSize) -> Result<Vec<u8>> {
     let declared = entry.declared_size();
-    let io = |e: std::io::Error| bad(path, format!("corrupt archive entry: {e}"));
+    let io = |e: std::io::Error| bad(path, format!("corrupt archive entry: {}", one_line(&e)));
     let mut entry = entry.take(declared);
     let mut bytes = Vec::new();
     (&mut entry).take(12).read_to_end(&mut bytes).map_err(io)?;
