@@ -63,7 +63,14 @@ pub fn main_entry() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // One line whatever a library's message holds.
+            let text = format!("{err:#}");
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", line.join(" "));
             ExitCode::from(2)
         }
     }
