@@ -79,13 +79,31 @@ fn own_source(path: &Path) -> Result<DataSource> {
             path.display()
         );
     }
-    if path.is_dir() && episodic::data::IdxFiles::find(path).is_ok() {
-        return Ok(DataSource::Idx {
-            dir: path.to_path_buf(),
-        });
+    if path.is_dir() {
+        match episodic::data::IdxFiles::find(path) {
+            Ok(_) => {
+                return Ok(DataSource::Idx {
+                    dir: path.to_path_buf(),
+                })
+            }
+            // A folder of IDX files with one missing says which, not that x_train.npy is.
+            Err(e) if holds_idx_files(path) => return Err(e.into()),
+            Err(_) => {}
+        }
     }
     Ok(DataSource::Arrays {
         path: path.to_path_buf(),
+    })
+}
+
+/// Whether `dir` holds a file named as IDX files are (`...-idx3-ubyte`, `...-idx1-ubyte.gz`).
+fn holds_idx_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(|e| e.ok()).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.contains("-idx") && name.trim_end_matches(".gz").ends_with("-ubyte")
+        })
     })
 }
 

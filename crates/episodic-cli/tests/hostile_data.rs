@@ -202,6 +202,16 @@ fn idx_pairs_of_any_shape_run_and_damaged_ones_are_refused() {
         &["train-images-idx3-ubyte", "5 dimensions"],
     );
 
+    // A folder of IDX files with one missing names it (it said x_train.npy was missing).
+    let dir = t.join("incomplete");
+    write_idx(&dir, &[3, 4], &[3, 4], 12);
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    refused(
+        t,
+        &own(s(&dir), "permutations", &[]),
+        &["not found", "t10k-labels-idx?-ubyte"],
+    );
+
     // 12 images, 11 labels.
     let dir = t.join("count");
     write_idx(&dir, &[3, 4], &[3, 4], 12);
