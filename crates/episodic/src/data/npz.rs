@@ -138,6 +138,14 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(Header, npyz::NpyHeader)> 
     let prefix = if bytes[6] == 1 { 10 } else { 12 };
     let text = std::str::from_utf8(&bytes[prefix..end])
         .map_err(|_| bad(path, "the header is not text".into()))?;
+    // The literal parser (npyz's too) backtracks exponentially on deeply nested brackets: 70
+    // unclosed `[` hung it (found by the `npz` fuzz target). NumPy nests at most 4 deep.
+    if nesting(text) > MAX_HEADER_NESTING {
+        return Err(bad(
+            path,
+            format!("the header nests brackets deeper than {MAX_HEADER_NESTING}"),
+        ));
+    }
     // npyz multiplies the dimensions unchecked: make sure they cannot overflow first.
     let literal: py_literal::Value = text
         .trim_end()
@@ -225,6 +233,33 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(Header, npyz::NpyHeader)> 
         },
         header,
     ))
+}
+
+/// The deepest bracket nesting a header may have (a structured dtype's list of tuples in the
+/// header's dict is 3 deep).
+const MAX_HEADER_NESTING: usize = 8;
+
+/// The deepest nesting of `(`, `[` and `{` in `text`, outside quoted strings.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
+            (None, _) => {}
+        }
+    }
+    deepest
 }
 
 fn header_descr(header: &npyz::NpyHeader) -> String {

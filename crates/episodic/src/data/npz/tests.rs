@@ -359,3 +359,25 @@ fn a_header_npyz_cannot_parse_is_refused_on_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_deeply_nested_header_is_refused_at_once() {
+    // Found by the `npz` fuzz target: 70 unclosed brackets made the literal parser
+    // backtrack for hours.
+    let header = format!("{{'descr': '<f4', 'fortran_order': {}", "[".repeat(70));
+    let started = std::time::Instant::now();
+    let err = parse_npy(Path::new("x.npy"), &npy_with_header(&header, &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("x.npy: the header nests brackets deeper than 8"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 5);
+    // Brackets inside strings do not count; NumPy's structured headers pass.
+    assert_eq!(nesting("{'descr': '[[[[[[[[[[', 'shape': (2,), }"), 2);
+    assert_eq!(
+        nesting("{'descr': [('a', '<i4'), ('b', '<f4')], 'shape': (1,)}"),
+        3
+    );
+}
