@@ -374,6 +374,13 @@ fn a_deeply_nested_header_is_refused_at_once() {
         "{err}"
     );
     assert!(started.elapsed().as_secs() < 5);
+    // The fuzzer's input itself.
+    let found: &[u8] = b"\x93NUMPY\x01\x00v\x00{'d\x5cscr': '>j4', 'f, \x00crK\x00\x00\x00\x00\x00\x00\x00': '<f4', 'foRtran_o{der': [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[                                      .'\x00\x00\x00\x80>\x00\x00\x00:?";
+    let err = parse_npy(Path::new("x.npy"), found)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nests brackets"), "{err}");
+    assert!(started.elapsed().as_secs() < 5);
     // Brackets inside strings do not count; NumPy's structured headers pass.
     assert_eq!(nesting("{'descr': '[[[[[[[[[[', 'shape': (2,), }"), 2);
     assert_eq!(
