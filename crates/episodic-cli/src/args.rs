@@ -54,9 +54,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Where to write the results JSON [default: results/METHOD-BENCHMARK-seedSEED.json].
+    /// Where to write the results JSON, or - for standard output (the summary then goes to
+    /// standard error); a symbolic link is written through to its target [default:
+    /// results/METHOD-BENCHMARK-seedSEED-DIGEST.json, DIGEST naming the whole configuration;
+    /// a resumed run: where the original run wrote].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    /// Replace the --out file even if it holds results of another configuration (or is not
+    /// a results file).
+    #[arg(long)]
+    pub force: bool,
 
     /// Save checkpoints in DIR: after the initial evaluation, at every task end, every
     /// --checkpoint-every mini-batches, and before stopping on a failed step (the two newest
@@ -69,7 +77,8 @@ pub struct RunArgs {
     pub checkpoint_every: Option<u64>,
 
     /// Continue the run saved in DIR from its newest intact checkpoint, with that run's
-    /// settings (and keep checkpointing there unless --checkpoint-dir says otherwise).
+    /// settings (and keep checkpointing there unless --checkpoint-dir says otherwise); only
+    /// --threads, --out and the checkpoint options may change.
     #[arg(
         long,
         value_name = "DIR",
@@ -77,7 +86,7 @@ pub struct RunArgs {
             "benchmark", "data", "scenario", "classes_per_task", "class_order", "method",
             "seed", "tasks", "samples_per_task", "lr", "memories_per_task", "margin",
             "strength", "sample_size", "memory_size", "finetune", "eval_every", "batch_size",
-            "epochs", "shuffle_tasks", "threads", "config", "print_config",
+            "epochs", "shuffle_tasks", "config", "print_config",
         ]
     )]
     pub resume: Option<PathBuf>,

@@ -10,6 +10,7 @@
 mod args;
 mod bench;
 mod options;
+mod output;
 mod report;
 mod resolve;
 mod run;

@@ -1,6 +1,6 @@
 //! `episodic run`: one experiment, a progress bar, a summary table, the results JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -13,13 +13,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{all_cores, RunArgs};
 use crate::options::Options;
+use crate::output::{self, Destination};
 use crate::resolve::{self, DataCache};
 
 /// What a run needs beyond its configuration: where to write, where to checkpoint.
 struct Plan {
     config: ExperimentConfig,
     data: Dataset,
-    out: Option<PathBuf>,
+    /// Where the results go: --out, else the resumed run's, else the default name.
+    out: Destination,
     checkpoint_dir: Option<PathBuf>,
     checkpoint_every: Option<u64>,
     /// Said on stderr once the run's tasks are made (so that a refused run says one line).
@@ -49,13 +51,21 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 loaded.path.display(),
                 loaded.checkpoint.progress.step
             );
-            let config = loaded.checkpoint.progress.config.clone();
+            let mut config = loaded.checkpoint.progress.config.clone();
+            if let Some(threads) = args.threads {
+                config.threads = threads;
+            }
             let data_dir = resolve::resolve_data_dir(args.options.data_dir.as_ref());
             let (data, _) = DataCache::default().get(&config.data, &data_dir, config.seed)?;
+            let out = args
+                .out
+                .clone()
+                .or_else(|| loaded.checkpoint.progress.results_file.clone())
+                .unwrap_or_else(|| output::default_results_path(&config));
             let plan = Plan {
                 config,
                 data,
-                out: args.out.clone(),
+                out: Destination::of(&out),
                 checkpoint_dir: args.checkpoint_dir.clone(),
                 checkpoint_every: args.checkpoint_every,
                 note: None,
@@ -84,10 +94,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
                     h.train
                 )
             });
+            let out = options
+                .out
+                .clone()
+                .unwrap_or_else(|| output::default_results_path(&resolved.config));
             let plan = Plan {
                 config: resolved.config,
                 data: resolved.data,
-                out: options.out,
+                out: Destination::of(&out),
                 checkpoint_dir: options.checkpoint_dir,
                 checkpoint_every: options.checkpoint_every,
                 note,
@@ -97,20 +111,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
     let data_seconds = data_started.elapsed().as_secs_f64();
     let config = plan.config;
+    let out = plan.out;
+    if let Destination::File(path) = &out {
+        // The default folder is made; a folder the user named must exist.
+        if args.out.is_none() {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+        }
+    }
+    // Fail now, not after a long run, if the results cannot be written or would replace
+    // another run's.
+    out.check(&config, args.force)?;
     let checkpointing = checkpointing(
         plan.checkpoint_dir.as_ref(),
         plan.checkpoint_every,
         args.resume.as_ref(),
+        &out,
     )?;
-    let out = plan.out.clone().unwrap_or_else(|| default_out(&config));
-    if plan.out.is_none() {
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-    }
-    // Fail now, not after a long run, if the results cannot be written.
-    results::check_writable(&out)?;
 
     let mut results = run_with_progress(
         &config,
@@ -121,7 +140,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     )?;
     results.timing.data_seconds = data_seconds;
     results.git_revision = option_env!("EPISODIC_GIT_REVISION").map(str::to_string);
-    results.write_json(&out)?;
+    out.write(&results)?;
     print_summary(&results, &out);
     Ok(())
 }
@@ -132,6 +151,7 @@ fn checkpointing(
     checkpoint_dir: Option<&PathBuf>,
     checkpoint_every: Option<u64>,
     resume: Option<&PathBuf>,
+    out: &Destination,
 ) -> Result<Option<Checkpointing>> {
     let resuming = resume.is_some();
     let dir = checkpoint_dir.or(resume).cloned();
@@ -158,16 +178,8 @@ fn checkpointing(
     Ok(Some(Checkpointing {
         dir,
         every: checkpoint_every,
+        results_file: Some(out.recorded()),
     }))
-}
-
-fn default_out(config: &ExperimentConfig) -> PathBuf {
-    PathBuf::from("results").join(format!(
-        "{}-{}-seed{}.json",
-        config.method.kind().id(),
-        config.benchmark,
-        config.seed
-    ))
 }
 
 /// Runs with a progress bar on stderr (drawn only when stderr is a terminal); `note` is said
@@ -239,11 +251,25 @@ fn run_with_progress(
     Ok(results?)
 }
 
-fn print_summary(r: &RunResults, out: &Path) {
+/// The summary table: on standard output, or on standard error when the results JSON
+/// itself goes to standard output. A closed pipe (`| head`) is not an error.
+fn print_summary(r: &RunResults, out: &Destination) {
+    use std::io::Write as _;
+    let text = summary(r, out);
+    let _ = match out {
+        Destination::Stdout => std::io::stderr().write_all(text.as_bytes()),
+        Destination::File(_) => std::io::stdout().write_all(text.as_bytes()),
+    };
+}
+
+fn summary(r: &RunResults, out: &Destination) -> String {
+    use std::fmt::Write as _;
     let c = &r.config;
     let fmt = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:+.4}"));
     let t = &r.timing;
-    println!(
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
         "{} on {}: {} tasks x {} samples, seed {}, {} thread(s)",
         c.method.kind().id(),
         c.benchmark,
@@ -253,27 +279,37 @@ fn print_summary(r: &RunResults, out: &Path) {
         c.seed,
         c.threads
     );
-    println!("  {:<16} {:>8}", "metric", "value");
-    println!("  {:<16} {:>8.4}", "ACC", r.metrics.acc);
-    println!(
-        "  {:<16} {:>8}   (reference convention, /T: {})",
-        "BWT",
-        fmt(r.metrics.bwt),
-        fmt(r.metrics_reference_convention.bwt)
-    );
-    println!(
-        "  {:<16} {:>8}   (reference convention, /T: {})",
-        "FWT",
-        fmt(r.metrics.fwt),
-        fmt(r.metrics_reference_convention.fwt)
-    );
-    println!(
-        "  {:<16} {:>8}   of {} steps",
-        "projected steps", r.projected_steps, r.steps
-    );
-    println!(
+    let _ = writeln!(s, "  {:<16} {:>8}", "metric", "value");
+    let _ = writeln!(s, "  {:<16} {:>8.4}", "ACC", r.metrics.acc);
+    for (name, paper, reference) in [
+        ("BWT", r.metrics.bwt, r.metrics_reference_convention.bwt),
+        ("FWT", r.metrics.fwt, r.metrics_reference_convention.fwt),
+    ] {
+        let _ = writeln!(
+            s,
+            "  {name:<16} {:>8}   (reference convention, /T: {})",
+            fmt(paper),
+            fmt(reference)
+        );
+    }
+    let kind = c.method.kind();
+    if kind.projects_gradients() {
+        let skipped = if kind == episodic::config::MethodKind::Gem {
+            format!(", {} skipped (no trustworthy QP solution)", r.skipped_steps)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>8}   of {} steps{skipped}",
+            "projected steps", r.projected_steps, r.steps
+        );
+    }
+    let _ = writeln!(
+        s,
         "  {:<16} {:>7.1}s   (train {:.1}s, evaluation {:.1}s; data loading {:.1}s)",
         "time", t.total_seconds, t.train_seconds, t.evaluation_seconds, t.data_seconds
     );
-    println!("results: {}", out.display());
+    let _ = writeln!(s, "results: {}", out.describe());
+    s
 }

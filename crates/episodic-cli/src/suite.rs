@@ -13,10 +13,10 @@ use episodic::data::Preset;
 use episodic::experiment::{self, Progress};
 use episodic::results::{self, RunResults};
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 
 use crate::args::{all_cores, SuiteArgs, SuiteBenchmark};
 use crate::options::{Options, RUN_ONLY_KEYS};
+use crate::output;
 use crate::resolve::{self, DataCache};
 
 /// One run of the suite.
@@ -68,6 +68,12 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let csv_path = out_dir.join("summary.csv");
     results::check_writable(&csv_path)?;
+    if !grid.force {
+        // Before anything runs: no run may replace another configuration's results.
+        for p in &plan {
+            output::refuse_replacing_other(&p.out, &p.config)?;
+        }
+    }
     if plan.is_empty() {
         println!("shard holds no runs");
         return Ok(());
@@ -500,14 +506,7 @@ fn plan(grid: &Grid, threads: usize, cache: &mut DataCache) -> Result<Vec<Planne
         let mut job_options = resolve::options_of(&resolved.config);
         job_options.data_dir = options.data_dir.clone().or(job_options.data_dir);
         let config = resolved.config;
-        let digest = config_digest(&config);
-        let id = format!(
-            "{}-{}-seed{}-{}",
-            config.method.kind().id(),
-            config.benchmark,
-            config.seed,
-            &digest[..8]
-        );
+        let id = output::run_id(&config);
         let series = combo
             .iter()
             .filter(|(k, _)| series_keys.contains(&k.as_str()))
@@ -546,17 +545,6 @@ fn resolve_scenario(options: &Options) -> Result<episodic::data::Scenario> {
             .unwrap_or(Preset::MnistPermutations)
             .scenario(),
     })
-}
-
-/// A digest of everything that determines a run's results (the thread count does not).
-pub fn config_digest(config: &ExperimentConfig) -> String {
-    let mut c = config.clone();
-    c.threads = 0;
-    let text = serde_json::to_string(&c).unwrap_or_default();
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Mini-batches in a run of `config` (an estimate when tasks take all their examples).

@@ -41,9 +41,10 @@ fn ok(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Runs `args` (a `run` gets `--out old.json` and `--threads 1`, a `suite` `--out-dir old/`
-/// unless its grid file names one) with an earlier results file in place, and asserts a clean
-/// refusal that mentions every one of `needles`; the earlier results are left unchanged.
+/// Runs `args` (a `run` gets `--out old.json --force` and `--threads 1`, a `suite` `--out-dir
+/// old/` unless its grid file names one) with an earlier results file in place, and asserts a
+/// clean refusal that mentions every one of `needles`; the earlier results are left unchanged
+/// (even though `--force` would let a successful run replace them).
 fn refused(dir: &Path, args: &[&str], needles: &[&str]) {
     let old = dir.join("old.json");
     std::fs::write(&old, OLD_RESULTS).unwrap();
@@ -53,7 +54,7 @@ fn refused(dir: &Path, args: &[&str], needles: &[&str]) {
     let mut all: Vec<&str> = args.to_vec();
     match args.first() {
         Some(&"run") => {
-            all.extend(["--out", old.to_str().unwrap()]);
+            all.extend(["--out", old.to_str().unwrap(), "--force"]);
             if !args.contains(&"--threads") {
                 all.extend(["--threads", "1"]);
             }
@@ -726,6 +727,7 @@ fn numeric_extremes_are_refused_or_run() {
                     "1",
                     "--out",
                     s(&out),
+                    "--force",
                 ],
             ),
         ));

@@ -54,6 +54,9 @@ pub struct Progress {
     /// Wall-clock seconds of the run so far, all sessions together (information only).
     #[serde(default)]
     pub total_seconds: f64,
+    /// Where the run writes its results (absent in checkpoints of runs told nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_file: Option<PathBuf>,
 }
 
 /// The manifest stored in a checkpoint's metadata.

@@ -55,6 +55,11 @@ impl MethodKind {
         }
     }
 
+    /// Whether the method projects gradients (and so counts projected steps): GEM and A-GEM.
+    pub fn projects_gradients(self) -> bool {
+        matches!(self, Self::Gem | Self::Agem)
+    }
+
     /// Whether the method can run under `scenario`: iCaRL needs classes split by task; the
     /// others run anywhere.
     pub fn applies_to(self, scenario: &Scenario) -> bool {

@@ -70,6 +70,9 @@ pub struct Checkpointing {
     pub dir: CheckpointDir,
     /// Also save every this many mini-batches (task ends are always saved).
     pub every: Option<u64>,
+    /// Where the run writes its results, recorded in every checkpoint so that a resumed
+    /// run writes there too.
+    pub results_file: Option<PathBuf>,
 }
 
 /// Runs `config` on `data` (the data set its `data` source names), reporting progress to
@@ -95,7 +98,10 @@ pub fn run_resumable(
 ) -> Result<RunResults> {
     config.validate()?;
     if let Some(checkpoint) = &resume {
-        if &checkpoint.progress.config != config {
+        // The thread count does not change results: a run may continue on other cores.
+        let mut saved = checkpoint.progress.config.clone();
+        saved.threads = config.threads;
+        if &saved != config {
             return Err(Error::CheckpointContent {
                 reason: "it was written by a run with another configuration".into(),
             });
@@ -234,6 +240,7 @@ fn run_in_pool(
                 train_seconds: train_time.as_secs_f64(),
                 evaluation_seconds: evaluation_time.as_secs_f64(),
                 total_seconds: (earlier + started.elapsed()).as_secs_f64(),
+                results_file: checkpointing.results_file.clone(),
             },
             state,
         };

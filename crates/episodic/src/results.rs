@@ -83,19 +83,22 @@ impl RunResults {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through a temporary file and a rename. A symbolic link is
+/// written through: its target is replaced (atomically, in the target's directory) and the
+/// link stays. Anything but a regular file or a new path is refused.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let target = writable_target(path)?;
     let write_err = |source| Error::Write {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = temporary_sibling(path);
+    let tmp = temporary_sibling(&target);
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.write_all(b"\n")?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, &target)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -103,20 +106,55 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(write_err)
 }
 
-/// Checks, before a long run, that `path` can be written: its directory exists and accepts
-/// a new file, and `path` itself is not a directory.
+/// Checks, before a long run, that `path` can be written: it is a regular file, a symbolic
+/// link to one, or a new name, and its (target's) directory exists and accepts a new file.
 pub fn check_writable(path: &Path) -> Result<()> {
-    let write_err = |source| Error::Write {
+    let target = writable_target(path)?;
+    let tmp = temporary_sibling(&target);
+    std::fs::File::create(&tmp).map_err(|source| Error::Write {
         path: path.to_path_buf(),
         source,
-    };
-    if path.is_dir() {
-        return Err(write_err(std::io::Error::other("is a directory")));
-    }
-    let tmp = temporary_sibling(path);
-    std::fs::File::create(&tmp).map_err(write_err)?;
+    })?;
     let _ = std::fs::remove_file(&tmp);
     Ok(())
+}
+
+/// Most symbolic links followed to reach a file (as Linux's `MAXSYMLINKS`).
+const MAX_LINKS: usize = 40;
+
+/// The file a write to `path` replaces: `path`, or the end of the chain of symbolic links
+/// that starts at it; refused unless that is a regular file or does not exist yet.
+pub fn writable_target(path: &Path) -> Result<PathBuf> {
+    let refuse = |reason: &str| Error::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(reason.to_string()),
+    };
+    let mut current = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        let Ok(meta) = std::fs::symlink_metadata(&current) else {
+            return Ok(current);
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            let link = std::fs::read_link(&current).map_err(|source| Error::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            current = match current.parent() {
+                Some(dir) if link.is_relative() => dir.join(link),
+                _ => link,
+            };
+        } else if kind.is_file() {
+            return Ok(current);
+        } else if kind.is_dir() {
+            return Err(refuse("is a directory"));
+        } else {
+            return Err(refuse(
+                "is not a regular file (a device, a pipe or a socket); give a file name, or - for standard output",
+            ));
+        }
+    }
+    Err(refuse("is a chain of more than 40 symbolic links"))
 }
 
 fn temporary_sibling(path: &Path) -> PathBuf {
@@ -161,6 +199,41 @@ mod tests {
         );
         check_writable(&dir.path().join("ok.json")).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_written_through_and_special_files_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/target.json");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(&target, "old").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("sub/target.json", &link).unwrap();
+        write_atomically(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
+        // A dangling link makes its target.
+        let dangling = dir.path().join("dangling.json");
+        std::os::unix::fs::symlink(dir.path().join("made.json"), &dangling).unwrap();
+        write_atomically(&dangling, b"x").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("made.json")).unwrap(),
+            "x\n"
+        );
+        // A device is refused, and so is a loop of links.
+        let err = check_writable(Path::new("/dev/null")).unwrap_err();
+        assert!(
+            format!("{:?}", err).contains("not a regular file"),
+            "{err:?}"
+        );
+        let a = dir.path().join("a");
+        std::os::unix::fs::symlink(dir.path().join("b"), &a).unwrap();
+        std::os::unix::fs::symlink(&a, dir.path().join("b")).unwrap();
+        assert!(write_atomically(&a, b"x").is_err());
     }
 
     #[test]

@@ -100,6 +100,7 @@ fn every_method_resumes_from_a_mid_run_checkpoint_to_the_same_results() {
         let checkpointing = Checkpointing {
             dir: CheckpointDir::new(tmp.path()),
             every: Some(5),
+            results_file: None,
         };
         experiment::run_resumable(
             &config,

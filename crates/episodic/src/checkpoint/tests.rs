@@ -23,6 +23,7 @@ fn sample(step: u64) -> Checkpoint {
             train_seconds: 1.5,
             evaluation_seconds: 0.5,
             total_seconds: 2.5,
+            results_file: Some("results/r.json".into()),
         },
         state,
     }
