@@ -11,6 +11,7 @@ mod args;
 mod bench;
 mod options;
 mod output;
+mod progress;
 mod report;
 mod resolve;
 mod run;

@@ -9,11 +9,11 @@ use episodic::config::ExperimentConfig;
 use episodic::data::Dataset;
 use episodic::experiment::{self, Checkpointing, Progress};
 use episodic::results::{self, RunResults};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{all_cores, RunArgs};
 use crate::options::Options;
 use crate::output::{self, Destination};
+use crate::progress::Reporter;
 use crate::resolve::{self, DataCache};
 
 /// What a run needs beyond its configuration: where to write, where to checkpoint.
@@ -182,7 +182,7 @@ fn checkpointing(
     }))
 }
 
-/// Runs with a progress bar on stderr (drawn only when stderr is a terminal); `note` is said
+/// Runs with progress on stderr (a bar on a terminal, plain lines otherwise); `note` is said
 /// with the run's header, once its tasks are made.
 fn run_with_progress(
     config: &ExperimentConfig,
@@ -191,12 +191,8 @@ fn run_with_progress(
     resume: Option<Checkpoint>,
     note: Option<&str>,
 ) -> Result<RunResults> {
-    let bar = ProgressBar::new_spinner();
-    bar.set_message("evaluating at initialisation");
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:32} {pos}/{len} steps  {msg}  (ETA {eta})",
-    )?;
-    let tasks = config.tasks;
+    let reporter = Reporter::new();
+    reporter.message("evaluating at initialisation".into());
     let header = format!(
         "{} on {} ({}, {}), seed {}, {} thread(s)",
         config.method.kind().id(),
@@ -206,49 +202,93 @@ fn run_with_progress(
         config.seed,
         config.threads
     );
+    let mut total_work = 0;
+    let mut total_steps = 0;
+    let mut tasks = config.tasks;
     let mut on_progress = |event: Progress| match event {
         Progress::Planned {
-            tasks,
+            tasks: planned_tasks,
             train_examples,
             test_examples,
-            total_steps,
+            total_steps: steps,
+            memory_examples,
+            evaluation_images,
+            total_work: work,
+            estimated_seconds,
+            bytes,
         } => {
-            let range = |(lo, hi): (usize, usize)| {
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}..{hi}")
-                }
-            };
-            bar.suspend(|| {
-                if let Some(note) = note {
-                    eprintln!("{note}");
-                }
-                eprintln!(
-                    "{header}: {tasks} tasks, {} training and {} test examples per task, {total_steps} steps",
-                    range(train_examples),
-                    range(test_examples)
-                )
-            });
+            (tasks, total_steps, total_work) = (planned_tasks, steps, work);
+            if let Some(note) = note {
+                reporter.say(note);
+            }
+            reporter.say(&format!(
+                "{header}: {tasks} tasks, {} training and {} test examples per task, {steps} steps",
+                span(train_examples),
+                span(test_examples)
+            ));
+            if let Some(line) = cost_note(
+                config,
+                memory_examples,
+                evaluation_images,
+                estimated_seconds,
+                bytes,
+            ) {
+                reporter.say(&line);
+            }
+            reporter.start(total_work, 0);
         }
-        Progress::Started { total_steps, .. } => {
-            bar.set_length(total_steps);
-            bar.set_style(style.clone());
-        }
-        Progress::Step { step, task } => {
-            bar.set_position(step);
-            bar.set_message(format!("task {}/{tasks}", task + 1));
+        Progress::Started { .. } => {}
+        Progress::Step { step, task, work } => {
+            reporter.update(
+                work,
+                format!("task {}/{tasks}, step {step}/{total_steps}", task + 1),
+            );
         }
         Progress::Evaluating {
             after_task: Some(task),
-        } => {
-            bar.set_message(format!("evaluating after task {}/{tasks}", task + 1));
-        }
-        Progress::Evaluating { after_task: None } | Progress::Checkpointed { .. } => {}
+        } => reporter.message(format!("evaluating after task {}/{tasks}", task + 1)),
+        Progress::Evaluating { after_task: None } => reporter.message("evaluating".into()),
+        Progress::Checkpointed { .. } => {}
     };
     let results = experiment::run_resumable(config, data, &mut on_progress, checkpointing, resume);
-    bar.finish_and_clear();
+    drop(reporter);
     Ok(results?)
+}
+
+/// "5" or "5..9".
+fn span((lo, hi): (usize, usize)) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}..{hi}")
+    }
+}
+
+/// Runs estimated to take longer than this are announced with their cost.
+const LONG_RUN_SECONDS: f64 = 300.0;
+
+/// Runs estimated to hold more than this are announced with their memory.
+const LARGE_RUN_BYTES: u64 = 1 << 30;
+
+/// A line on what a long or large run will cost, before it starts; `None` for a small one.
+pub fn cost_note(
+    config: &ExperimentConfig,
+    memory_examples: u64,
+    evaluation_images: u64,
+    estimated_seconds: f64,
+    bytes: u64,
+) -> Option<String> {
+    if estimated_seconds < LONG_RUN_SECONDS && bytes < LARGE_RUN_BYTES {
+        return None;
+    }
+    Some(format!(
+        "note: a large run: {} evaluation images and {} memory-gradient examples; roughly {} at {} thread(s), holding about {}",
+        evaluation_images,
+        memory_examples,
+        episodic::cost::human_duration(estimated_seconds),
+        config.threads,
+        episodic::cost::human_bytes(bytes)
+    ))
 }
 
 /// The summary table: on standard output, or on standard error when the results JSON

@@ -12,11 +12,11 @@ use episodic::config::{ExperimentConfig, MethodKind};
 use episodic::data::Preset;
 use episodic::experiment::{self, Progress};
 use episodic::results::{self, RunResults};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{all_cores, SuiteArgs, SuiteBenchmark};
 use crate::options::{Options, RUN_ONLY_KEYS};
 use crate::output;
+use crate::progress::Reporter;
 use crate::resolve::{self, DataCache};
 
 /// One run of the suite.
@@ -83,10 +83,9 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
         .iter()
         .map(|p| planned_steps(&p.config, p.options.data_dir.as_ref(), &mut cache))
         .sum();
-    let bar = ProgressBar::new(total_steps);
-    bar.set_style(ProgressStyle::with_template(
-        "[{elapsed_precise}] {bar:30} {percent:>3}%  {msg}  (ETA {eta})",
-    )?);
+    // The suite's progress is counted in mini-batches over all its runs.
+    let bar = Reporter::new();
+    bar.start(total_steps, 0);
     let mut rows = Vec::with_capacity(plan.len());
     let mut failures: Vec<String> = Vec::new();
     let mut done_steps = 0u64;
@@ -113,13 +112,16 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
             None => {
                 let tasks = c.tasks;
                 let mut on_progress = |event: Progress| match event {
-                    Progress::Step { step, task } => {
-                        bar.set_position(done_steps + step);
-                        bar.set_message(format!("{label}, task {}/{tasks}", task + 1));
-                    }
+                    Progress::Step { step, task, .. } => bar.update(
+                        done_steps + step,
+                        format!("{label}, task {}/{tasks}", task + 1),
+                    ),
                     Progress::Evaluating {
                         after_task: Some(task),
-                    } => bar.set_message(format!("{label}, evaluating after task {}", task + 1)),
+                    } => bar.message(format!(
+                        "{label}, evaluating after task {}/{tasks}",
+                        task + 1
+                    )),
                     Progress::Started { .. }
                     | Progress::Planned { .. }
                     | Progress::Evaluating { after_task: None }
@@ -153,7 +155,7 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
             }
         };
         done_steps += planned_steps(c, planned.options.data_dir.as_ref(), &mut cache);
-        bar.set_position(done_steps);
+        bar.update(done_steps, format!("{label}: done"));
         let method = c.method.kind().id();
         rows.push(Row {
             method: if planned.series.is_empty() {
@@ -171,7 +173,7 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
         // Rewritten after every run, so an interrupted suite keeps its summary so far.
         results::write_atomically(&csv_path, summary_csv(&rows).trim_end().as_bytes())?;
     }
-    bar.finish_and_clear();
+    drop(bar);
     print!("{}", summary_table(&rows));
     println!("summary: {}", csv_path.display());
     if !grid.no_report && !rows.is_empty() {
@@ -227,12 +229,8 @@ fn shell_quote(word: &str) -> String {
 
 /// Prints a line above the progress bar, or on stderr when the bar is hidden (not a
 /// terminal).
-fn log(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
+fn log(bar: &Reporter, line: String) {
+    bar.say(&line);
 }
 
 /// The lists a suite takes the product of, in the order they vary (the first slowest), and
@@ -267,10 +265,13 @@ impl Grid {
         grid.force |= args.force;
         grid.no_report |= args.no_report;
         let s = |v: &dyn std::fmt::Display| toml::Value::String(v.to_string());
-        let int = |v: u64| -> Result<toml::Value> {
-            Ok(toml::Value::Integer(
-                i64::try_from(v).context("a value beyond 2^63 - 1")?,
-            ))
+        let int = |option: &str, v: u64| -> Result<toml::Value> {
+            match i64::try_from(v) {
+                Ok(v) => Ok(toml::Value::Integer(v)),
+                Err(_) => bail!(
+                    "invalid value for {option}: {v} is beyond 2^63 - 1, the largest a suite grid holds"
+                ),
+            }
         };
         if !args.benchmark.is_empty() {
             let mut presets = Vec::new();
@@ -293,21 +294,25 @@ impl Grid {
             grid.set("method", methods);
         }
         if !args.seeds.is_empty() {
-            let seeds = args.seeds.iter().map(|&v| int(v)).collect::<Result<_>>()?;
+            let seeds = args
+                .seeds
+                .iter()
+                .map(|&v| int("--seeds", v))
+                .collect::<Result<_>>()?;
             grid.set("seed", seeds);
         }
         if let Some(n) = args.tasks {
-            grid.set("tasks", vec![int(n as u64)?]);
+            grid.set("tasks", vec![int("--tasks", n as u64)?]);
         }
         if let Some(n) = args.samples_per_task {
             let value = match n.count() {
-                Some(n) => int(n as u64)?,
+                Some(n) => int("--samples-per-task", n as u64)?,
                 None => s(&"all"),
             };
             grid.set("samples-per-task", vec![value]);
         }
         if let Some(n) = args.eval_every {
-            grid.set("eval-every", vec![int(n)?]);
+            grid.set("eval-every", vec![int("--eval-every", n)?]);
         }
         if let Some(dir) = &args.data_dir {
             grid.set("data-dir", vec![s(&dir.display())]);
@@ -321,7 +326,10 @@ impl Grid {
             grid.set("benchmark", paper.iter().map(|p| s(p)).collect());
         }
         if grid.get("seed").is_none() {
-            grid.set("seed", (0..3).map(int).collect::<Result<_>>()?);
+            grid.set(
+                "seed",
+                (0..3).map(|v| int("--seeds", v)).collect::<Result<_>>()?,
+            );
         }
         grid.order();
         for (key, values) in &grid.axes {

@@ -1,6 +1,7 @@
 //! No result is lost or silently replaced: default names per configuration, refusing to
 //! replace another configuration's results, resumed runs writing where they were told,
-//! symbolic links written through, special files refused, `--out -`.
+//! symbolic links written through, special files refused, `--out -`; and what a run says in
+//! a log while it runs.
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failed unwrap is a failed test.
 
@@ -149,4 +150,40 @@ fn a_dash_writes_the_results_to_standard_output() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("results: standard output"), "{stderr}");
     assert!(!dir.path().join("-").exists() && !dir.path().join("results").exists());
+}
+
+#[test]
+fn logs_get_the_header_at_once_then_plain_progress_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(common::BIN)
+        .current_dir(dir.path())
+        .env("EPISODIC_DATA", common::repo().join("data"))
+        .env("EPISODIC_PROGRESS_SECONDS", "0.2")
+        .args(["run", "--tasks", "5", "--threads", "1", "--out", "r.json"])
+        .output()
+        .unwrap();
+    ok(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("gem on mnist-permutations (mnist, permutations), seed 0")
+            && lines[0].ends_with("500 steps"),
+        "{stderr}"
+    );
+    let progress: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!progress.is_empty(), "{stderr}");
+    assert!(
+        progress
+            .iter()
+            .all(|l| l.contains(" elapsed") && (l.contains("task ") || l.contains("evaluating"))),
+        "{stderr}"
+    );
+    // No bar's control characters in a log.
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\r'),
+        "{stderr:?}"
+    );
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use crate::checkpoint::{Checkpoint, CheckpointDir, Progress as CheckpointProgress};
 use crate::config::ExperimentConfig;
+use crate::cost::{available_memory, Cost};
 use crate::data::{Benchmark, BenchmarkSpec, Dataset, Stream, MAX_STREAM_EXAMPLES};
 use crate::error::{Error, Result};
 use crate::method::{self, Batch, Heads, Method, Setup};
@@ -24,7 +25,7 @@ use crate::state::State;
 const EVAL_CHUNK: usize = 1000;
 
 /// What the loop is doing, for progress displays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Progress {
     /// The tasks are drawn (before the initial evaluation): their number and sizes.
     Planned {
@@ -36,6 +37,17 @@ pub enum Progress {
         test_examples: (usize, usize),
         /// Mini-batches in the whole stream.
         total_steps: u64,
+        /// Examples passed on episodic memories over the run.
+        memory_examples: u64,
+        /// Test images scored over the run.
+        evaluation_images: u64,
+        /// The run's work in forward passes of one example (see [`Cost`]), which
+        /// [`Progress::Step`]'s `work` counts towards.
+        total_work: u64,
+        /// A rough estimate of the run's wall-clock seconds.
+        estimated_seconds: f64,
+        /// The memory the run will come to hold, in bytes (an estimate).
+        bytes: u64,
     },
     /// Training is about to start.
     Started {
@@ -50,6 +62,10 @@ pub enum Progress {
         step: u64,
         /// Its task.
         task: usize,
+        /// Work done so far (steps weighted by their cost, and evaluations), out of
+        /// `Planned`'s `total_work`: the measure an ETA should use, since GEM's steps get
+        /// dearer with every task.
+        work: u64,
     },
     /// Every task's test set is being scored.
     Evaluating {
@@ -167,6 +183,10 @@ fn run_in_pool(
         });
     }
     let stream = Stream::new(&examples, config.epochs, config.batch_size, config.seed);
+    let cost = Cost::estimate(config, &bench, stream.batches());
+    if let Some(available) = available_memory() {
+        cost.check_fits(available)?;
+    }
     let heads = if bench.scenario().per_task_heads() {
         Heads::PerTask(bench.heads())
     } else {
@@ -189,6 +209,11 @@ fn run_in_pool(
         train_examples: span(&mut bench.tasks().iter().map(|t| t.train_indices.len())),
         test_examples: span(&mut (0..bench.tasks().len()).map(|t| bench.test_len(t))),
         total_steps: stream.batches().len() as u64,
+        memory_examples: cost.memory_examples,
+        evaluation_images: cost.evaluation_images,
+        total_work: cost.total_work,
+        estimated_seconds: cost.seconds(config.model.num_params() as u64, config.threads),
+        bytes: cost.bytes(),
     });
     let mut evaluator = Evaluator::new(&bench);
     let mut train_time = Duration::ZERO;
@@ -268,6 +293,13 @@ fn run_in_pool(
     let mut xs = vec![0.0f32; longest * d];
     let mut ys = vec![0u32; longest];
     let batches = stream.batches();
+    let mut work = batches[..start_step as usize]
+        .iter()
+        .fold(0u64, |acc, b| acc.saturating_add(cost.step_work[b.task]))
+        .saturating_add(
+            cost.evaluation_work
+                .saturating_mul(evaluations.len() as u64),
+        );
     for (i, span) in batches.iter().enumerate().skip(start_step as usize) {
         let n = span.range.len();
         bench.fill_train(
@@ -304,9 +336,11 @@ fn run_in_pool(
             );
         }
         let step = i as u64 + 1;
+        work = work.saturating_add(cost.step_work[span.task]);
         on_progress(Progress::Step {
             step,
             task: span.task,
+            work,
         });
         let task_ends = batches.get(i + 1).is_none_or(|next| next.task != span.task);
         if task_ends {
@@ -317,9 +351,11 @@ fn run_in_pool(
                 after_task: Some(span.task),
             });
             evaluations.push(evaluator.evaluate(method.as_mut(), step, Some(span.task))?);
+            work = work.saturating_add(cost.evaluation_work);
         } else if config.eval_every.is_some_and(|n| step % n == 0) {
             on_progress(Progress::Evaluating { after_task: None });
             evaluations.push(evaluator.evaluate(method.as_mut(), step, None)?);
+            work = work.saturating_add(cost.evaluation_work);
         }
         let periodic = checkpointing
             .and_then(|c| c.every)

@@ -70,6 +70,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod cost;
 pub mod data;
 mod error;
 pub mod experiment;
