@@ -17,6 +17,7 @@ use crate::args::{all_cores, SuiteArgs, SuiteBenchmark};
 use crate::options::{Options, RUN_ONLY_KEYS};
 use crate::output;
 use crate::progress::Reporter;
+use crate::report::Run;
 use crate::resolve::{self, DataCache};
 
 /// One run of the suite.
@@ -29,17 +30,6 @@ struct Planned {
     out: PathBuf,
     /// The grid's values of this run besides benchmark, method and seed (`lr=0.05`).
     series: String,
-}
-
-/// One row of the summary.
-struct Row {
-    method: String,
-    benchmark: String,
-    seed: u64,
-    acc: f64,
-    bwt: Option<f64>,
-    fwt: Option<f64>,
-    seconds: f64,
 }
 
 /// Runs the suite `args` describe.
@@ -86,7 +76,9 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
     // The suite's progress is counted in mini-batches over all its runs.
     let bar = Reporter::new();
     bar.start(total_steps, 0);
-    let mut rows = Vec::with_capacity(plan.len());
+    // The results files of the runs done (or kept) so far, in order.
+    let mut done: Vec<PathBuf> = Vec::with_capacity(plan.len());
+    let mut runs = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let mut done_steps = 0u64;
     for (i, planned) in plan.iter().enumerate() {
@@ -104,11 +96,8 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                 format!(" ({})", planned.series)
             }
         );
-        let results = match reusable(planned, grid.force) {
-            Some(results) => {
-                log(&bar, format!("{label}: kept {}", planned.out.display()));
-                results
-            }
+        match reusable(planned, grid.force) {
+            Some(_) => log(&bar, format!("{label}: kept {}", planned.out.display())),
             None => {
                 let tasks = c.tasks;
                 let mut on_progress = |event: Progress| match event {
@@ -151,43 +140,24 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                         planned.out.display()
                     ),
                 );
-                results
             }
-        };
+        }
         done_steps += planned_steps(c, planned.options.data_dir.as_ref(), &mut cache);
         bar.update(done_steps, format!("{label}: done"));
-        let method = c.method.kind().id();
-        rows.push(Row {
-            method: if planned.series.is_empty() {
-                method.to_string()
-            } else {
-                format!("{method} {}", planned.series)
-            },
-            benchmark: c.benchmark.clone(),
-            seed: c.seed,
-            acc: results.metrics.acc,
-            bwt: results.metrics.bwt,
-            fwt: results.metrics.fwt,
-            seconds: results.timing.total_seconds,
-        });
+        done.push(planned.out.clone());
+        runs = crate::report::load_runs(&done)?;
         // Rewritten after every run, so an interrupted suite keeps its summary so far.
-        results::write_atomically(&csv_path, summary_csv(&rows).trim_end().as_bytes())?;
+        results::write_atomically(
+            &csv_path,
+            crate::report::summary_csv(&runs).trim_end().as_bytes(),
+        )?;
     }
     drop(bar);
-    print!("{}", summary_table(&rows));
+    print!("{}", summary_table(&runs));
     println!("summary: {}", csv_path.display());
-    if !grid.no_report && !rows.is_empty() {
-        let paths: Vec<PathBuf> = plan
-            .iter()
-            .filter(|p| {
-                !failures
-                    .iter()
-                    .any(|f| f.starts_with(&format!("{} (", p.id)))
-            })
-            .map(|p| p.out.clone())
-            .collect();
+    if !grid.no_report && !done.is_empty() {
         let report_dir = out_dir.join("report");
-        crate::report::write_report(&paths, &report_dir)?;
+        crate::report::write_report(&done, &report_dir)?;
         println!("report: {}", report_dir.join("index.html").display());
     }
     if !failures.is_empty() {
@@ -585,29 +555,6 @@ fn reusable(planned: &Planned, force: bool) -> Option<RunResults> {
     (existing.config == want).then_some(existing)
 }
 
-fn optional(v: Option<f64>) -> String {
-    v.map_or_else(String::new, |v| format!("{v:.6}"))
-}
-
-/// The summary as CSV: one line per run.
-fn summary_csv(rows: &[Row]) -> String {
-    let mut out = String::from("method,benchmark,seed,acc,bwt,fwt,seconds\n");
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{},{},{},{:.6},{},{},{:.2}",
-            r.method,
-            r.benchmark,
-            r.seed,
-            r.acc,
-            optional(r.bwt),
-            optional(r.fwt),
-            r.seconds
-        );
-    }
-    out
-}
-
 /// Mean and sample standard deviation (0 for one value) of the values present.
 fn mean_std(values: impl Iterator<Item = Option<f64>>) -> Option<(f64, f64, usize)> {
     let values: Vec<f64> = values.flatten().collect();
@@ -626,7 +573,7 @@ fn mean_std(values: impl Iterator<Item = Option<f64>>) -> Option<(f64, f64, usiz
 
 /// The summary as a Markdown table: mean ± standard deviation over seeds per method and
 /// benchmark.
-fn summary_table(rows: &[Row]) -> String {
+fn summary_table(rows: &[Run]) -> String {
     let mut out = String::from(
         "| benchmark | method | seeds | ACC | BWT | FWT | seconds |\n|---|---|---|---|---|---|---|\n",
     );
@@ -661,11 +608,11 @@ fn summary_table(rows: &[Row]) -> String {
             .collect();
         methods.sort_by_key(|m| rank(m));
         for method in methods {
-            let group: Vec<&Row> = rows
+            let group: Vec<&Run> = rows
                 .iter()
                 .filter(|r| r.benchmark == benchmark && r.method == method)
                 .collect();
-            let seconds = mean_std(group.iter().map(|r| Some(r.seconds)));
+            let seconds = mean_std(group.iter().map(|r| r.seconds));
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {:.1} |",
@@ -686,25 +633,10 @@ fn summary_table(rows: &[Row]) -> String {
 mod tests {
     use super::*;
 
-    fn row(method: &'static str, seed: u64, acc: f64, bwt: Option<f64>) -> Row {
-        Row {
-            method: method.into(),
-            benchmark: "mnist-permutations".into(),
-            seed,
-            acc,
-            bwt,
-            fwt: None,
-            seconds: 2.0,
-        }
-    }
-
-    #[test]
-    fn csv_has_one_line_per_run_and_empty_cells_for_missing_metrics() {
-        let csv = summary_csv(&[row("gem", 0, 0.8, Some(0.01)), row("gem", 1, 0.9, None)]);
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "method,benchmark,seed,acc,bwt,fwt,seconds");
-        assert_eq!(lines[1], "gem,mnist-permutations,0,0.800000,0.010000,,2.00");
-        assert_eq!(lines[2], "gem,mnist-permutations,1,0.900000,,,2.00");
+    fn row(method: &'static str, seed: u64, acc: f64, bwt: Option<f64>) -> Run {
+        let mut run = crate::report::tests::run(method, "mnist-permutations", seed, 0.0);
+        (run.acc, run.bwt, run.fwt, run.seconds) = (acc, bwt, None, Some(2.0));
+        run
     }
 
     #[test]

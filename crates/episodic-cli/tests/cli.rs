@@ -450,8 +450,13 @@ fn suite_runs_every_applicable_method_and_summarises_them() {
     }
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "method,benchmark,seed,acc,bwt,fwt,seconds");
+    assert_eq!(lines[0], "method,benchmark,seed,ACC,BWT,FWT,seconds");
     assert_eq!(lines.len(), 7, "{csv}");
+    // One writer: the suite's summary is the report's, byte for byte.
+    assert_eq!(
+        std::fs::read_to_string(out.join("report/summary.csv")).unwrap(),
+        csv
+    );
     assert!(out.join("report/index.html").is_file());
     assert!(out.join("report/fig1-metrics.svg").is_file());
     // A second run keeps what is already there.

@@ -37,7 +37,8 @@ fn results(method: &str, benchmark: &str, seed: u64, tasks: usize) -> Value {
             "step": 10 * (i + 1), "after_task": i, "accuracies": row, "loss": 0.5
         }));
     }
-    let acc = matrix[tasks - 1].iter().sum::<f64>() / tasks as f64;
+    // As a run writes them: the paper's metrics of this matrix.
+    let metrics = episodic::metrics::paper(&baseline, &matrix);
     json!({
         "episodic_version": "0.1.0",
         "git_revision": null,
@@ -49,8 +50,8 @@ fn results(method: &str, benchmark: &str, seed: u64, tasks: usize) -> Value {
             "model": {"input": 784, "hidden": [100, 100], "classes": 10}
         },
         "tasks": [],
-        "metrics": {"acc": acc, "bwt": 0.02 - 0.01 * seed as f64, "fwt": 0.0},
-        "metrics_reference_convention": {"acc": acc, "bwt": 0.0, "fwt": 0.0},
+        "metrics": metrics,
+        "metrics_reference_convention": episodic::metrics::reference_convention(&metrics, tasks),
         "baseline": baseline,
         "accuracy_matrix": matrix,
         "evaluations": evaluations,
@@ -182,7 +183,8 @@ fn writes_every_figure_the_csv_and_a_page_that_shows_them() {
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{}", png.display());
         assert!(bytes.len() > 1000, "{}", png.display());
     }
-    // The page references every file written, and nothing else was written.
+    // The page references every file written, and nothing else was written (but the list
+    // of them, for the next report into this folder).
     let mut written = 0;
     for entry in std::fs::read_dir(&out).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -190,7 +192,7 @@ fn writes_every_figure_the_csv_and_a_page_that_shows_them() {
             std::fs::metadata(out.join(&name)).unwrap().len() > 0,
             "{name} is empty"
         );
-        if name != "index.html" {
+        if name != "index.html" && name != ".episodic-report-files" {
             assert!(
                 html.contains(&format!("\"{name}\"")),
                 "{name} not on the page"
@@ -200,8 +202,8 @@ fn writes_every_figure_the_csv_and_a_page_that_shows_them() {
     }
     assert_eq!(
         written,
-        2 * stems.len() + 2,
-        "figures, summary.csv, index.html"
+        2 * stems.len() + 3,
+        "figures, summary.csv, index.html, the list"
     );
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<style>"));
     assert!(html.contains("standard deviation"));
@@ -220,9 +222,8 @@ fn writes_every_figure_the_csv_and_a_page_that_shows_them() {
 #[test]
 fn one_run_with_one_task_is_enough() {
     let dir = tempfile::tempdir().unwrap();
-    let mut one = results("single", "mnist-split", 0, 1);
-    one["metrics"]["bwt"] = Value::Null;
-    one["metrics"]["fwt"] = Value::Null;
+    let one = results("single", "mnist-split", 0, 1);
+    assert_eq!(one["metrics"]["bwt"], Value::Null);
     let path = write(dir.path(), "one.json", &one);
     let out = dir.path().join("report");
     let output = episodic(&[
@@ -298,4 +299,77 @@ fn bad_input_fails_with_one_line_naming_the_file() {
     let output = episodic(&["report", "--out", out]);
     assert_eq!(output.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}
+
+#[test]
+fn metrics_that_contradict_the_accuracy_matrix_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut edited = results("gem", "mnist-permutations", 0, 3);
+    edited["metrics"]["acc"] = json!(0.99);
+    let path = write(dir.path(), "edited.json", &edited);
+    let out = dir.path().join("report");
+    let output = episodic(&[
+        "report",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_error(&output, "metrics.acc is 0.99 but its accuracy matrix gives");
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn a_reused_report_directory_loses_only_the_report_s_own_stale_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(
+        dir.path(),
+        "a.json",
+        &results("gem", "mnist-permutations", 0, 3),
+    );
+    let b = write(
+        dir.path(),
+        "b.json",
+        &results("single", "mnist-permutations", 0, 3),
+    );
+    let out = dir.path().join("report");
+    let report = |paths: &[&Path]| {
+        let mut args = vec!["report"];
+        args.extend(paths.iter().map(|p| p.to_str().unwrap()));
+        args.extend(["--out", out.to_str().unwrap()]);
+        let output = episodic(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    report(&[&a, &b]);
+    let single = out.join("matrix-single-mnist-permutations-seed0.svg");
+    assert!(single.is_file());
+    std::fs::write(out.join("my-notes.txt"), "mine").unwrap();
+    report(&[&a]);
+    assert!(
+        !single.exists(),
+        "the figure of a run no longer reported is removed"
+    );
+    assert!(!out
+        .join("matrix-single-mnist-permutations-seed0.png")
+        .exists());
+    assert!(out
+        .join("matrix-gem-mnist-permutations-seed0.svg")
+        .is_file());
+    assert_eq!(
+        std::fs::read_to_string(out.join("my-notes.txt")).unwrap(),
+        "mine"
+    );
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        !page.contains("matrix-single"),
+        "the page no longer shows it"
+    );
+    // No temporary file is left behind.
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.contains(".tmp"), "{name}");
+    }
 }

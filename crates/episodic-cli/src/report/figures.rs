@@ -124,7 +124,9 @@ trait Figure {
         DB::ErrorType: 'static;
 }
 
-/// Writes `figure` as `out/stem.svg` and `out/stem.png` and records both in `files`.
+/// Writes `figure` as `out/stem.svg` and `out/stem.png` and records both in `files`. Each is
+/// drawn into a temporary file in `out` and renamed into place, so a figure is never left
+/// half-written.
 fn write_figure(
     out: &Path,
     stem: &str,
@@ -133,25 +135,31 @@ fn write_figure(
 ) -> Result<()> {
     let (w, h) = figure.size();
     let svg = out.join(format!("{stem}.svg"));
-    {
-        let root = SVGBackend::new(&svg, (w, h)).into_drawing_area();
-        figure
-            .draw(&root, 1.0)
-            .and_then(|()| Ok(root.present()?))
-            .with_context(|| format!("cannot write {}", svg.display()))?;
-    }
+    atomically(&svg, out.join(format!(".{stem}.tmp.svg")), |tmp| {
+        let root = SVGBackend::new(tmp, (w, h)).into_drawing_area();
+        figure.draw(&root, 1.0).and_then(|()| Ok(root.present()?))
+    })?;
     files.push(svg);
     let png = out.join(format!("{stem}.png"));
-    {
+    atomically(&png, out.join(format!(".{stem}.tmp.png")), |tmp| {
         let size = (w * PNG_SCALE, h * PNG_SCALE);
-        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
         figure
             .draw(&root, f64::from(PNG_SCALE))
             .and_then(|()| Ok(root.present()?))
-            .with_context(|| format!("cannot write {}", png.display()))?;
-    }
+    })?;
     files.push(png);
     Ok(())
+}
+
+/// Runs `draw` on the temporary path `tmp` (whose extension tells plotters the format), then
+/// renames it to `path`; removes `tmp` on failure.
+fn atomically(path: &Path, tmp: PathBuf, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let result = draw(&tmp).and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use episodic::results;
 use serde::Deserialize;
 
 use crate::args::ReportArgs;
@@ -115,29 +116,70 @@ pub fn write_report(paths: &[PathBuf], out: &Path) -> Result<ReportSummary> {
     if paths.is_empty() {
         bail!("no results files given");
     }
-    let mut runs = paths
-        .iter()
-        .map(|p| load_run(p))
-        .collect::<Result<Vec<_>>>()?;
-    label_series(&mut runs);
-    let model = Model::new(runs)?;
+    let model = Model::new(load_runs(paths)?)?;
 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut files = figures::write_all(&model, out)?;
     let csv_path = out.join(SUMMARY_CSV);
-    std::fs::write(&csv_path, summary_csv(&model.runs))
-        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    results::write_atomically(&csv_path, summary_csv(&model.runs).trim_end().as_bytes())?;
     files.push(csv_path);
 
     let page = html::page(&model, &files);
     let index = out.join("index.html");
-    std::fs::write(&index, page).with_context(|| format!("cannot write {}", index.display()))?;
+    results::write_atomically(&index, page.as_bytes())?;
     files.push(index.clone());
+    remove_stale_files(out, &files)?;
     Ok(ReportSummary {
         index,
         files,
         runs: model.runs.len(),
     })
+}
+
+/// The list of the files a report wrote into its directory, kept there so that the next
+/// report into the same directory removes those it does not write again (and nothing else).
+const MANIFEST: &str = ".episodic-report-files";
+
+/// Removes the files the previous report in `out` wrote (its manifest says which) that are
+/// not among `written`, then records `written` as the new manifest. Only plain file names
+/// are ever removed, never anything the report did not write.
+fn remove_stale_files(out: &Path, written: &[PathBuf]) -> Result<()> {
+    let manifest = out.join(MANIFEST);
+    let names: BTreeSet<String> = written
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    if let Ok(previous) = std::fs::read_to_string(&manifest) {
+        for name in previous.lines() {
+            let plain = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && name != MANIFEST
+                && !name.contains(['/', '\\']);
+            if plain && !names.contains(name) {
+                match std::fs::remove_file(out.join(name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => bail!("cannot remove the stale {}: {e}", out.join(name).display()),
+                }
+            }
+        }
+    }
+    let list: Vec<&str> = names.iter().map(String::as_str).collect();
+    results::write_atomically(&manifest, list.join("\n").as_bytes())?;
+    Ok(())
+}
+
+/// Reads and checks the results files `paths`; runs of one method and benchmark that differ
+/// in settings are labelled as different series (see [`label_series`]).
+pub(crate) fn load_runs(paths: &[PathBuf]) -> Result<Vec<Run>> {
+    let mut runs = paths
+        .iter()
+        .map(|p| load_run(p))
+        .collect::<Result<Vec<_>>>()?;
+    label_series(&mut runs);
+    Ok(runs)
 }
 
 /// Name of the per-run table in the output directory.
@@ -331,6 +373,7 @@ fn run_from_file(path: &Path, file: RunFile) -> Result<Run> {
         }
         check_accuracies(b, "baseline")?;
     }
+    check_metrics_match_matrix(&metrics, &matrix, file.baseline.as_deref())?;
     let curve = curve(
         &file.evaluations,
         file.baseline.as_deref(),
@@ -436,6 +479,40 @@ fn label_series(runs: &mut [Run]) {
             run.method = format!("{} {}", run.method, parts.join(" "));
         }
     }
+}
+
+/// Fails unless the file's metrics are those its accuracy matrix (and baseline, for FWT)
+/// gives: the report shows metrics recomputed from the matrix, so an edited or damaged
+/// `metrics` or `accuracy_matrix` is refused rather than shown.
+fn check_metrics_match_matrix(
+    stated: &MetricsFile,
+    matrix: &[Vec<f64>],
+    baseline: Option<&[f64]>,
+) -> Result<()> {
+    let zeros = vec![0.0; matrix.len()];
+    let computed = episodic::metrics::paper(baseline.unwrap_or(&zeros), matrix);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    let mut pairs = vec![("acc", Some(stated.acc), Some(computed.acc))];
+    pairs.push(("bwt", stated.bwt, computed.bwt));
+    if baseline.is_some() {
+        pairs.push(("fwt", stated.fwt, computed.fwt));
+    }
+    for (name, stated, computed) in pairs {
+        let agree = match (stated, computed) {
+            (Some(a), Some(b)) => close(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !agree {
+            let show = |v: Option<f64>| v.map_or_else(|| "null".to_string(), |v| format!("{v}"));
+            bail!(
+                "metrics.{name} is {} but its accuracy matrix gives {}: the file was edited or damaged",
+                show(stated),
+                show(computed)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Fails unless every value is a finite accuracy in [0, 1].
@@ -762,8 +839,17 @@ fn csv_field(value: &str) -> String {
     }
 }
 
-/// `summary.csv`: one row per run; empty fields where a value is missing.
-fn summary_csv(runs: &[Run]) -> String {
+/// `summary.csv`, the one writer of it (the report's and the suite's): one row per run, in
+/// report order, every value at full precision; empty fields where a value is missing.
+pub(crate) fn summary_csv(runs: &[Run]) -> String {
+    let mut runs: Vec<&Run> = runs.iter().collect();
+    runs.sort_by(|a, b| {
+        (&a.benchmark, method_rank(&a.method), a.seed).cmp(&(
+            &b.benchmark,
+            method_rank(&b.method),
+            b.seed,
+        ))
+    });
     let opt = |v: Option<f64>| v.map_or_else(String::new, |v| v.to_string());
     let mut csv = String::from("method,benchmark,seed,ACC,BWT,FWT,seconds\n");
     for r in runs {
@@ -935,8 +1021,9 @@ pub(crate) mod tests {
         let csv = summary_csv(&[r, odd]);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "method,benchmark,seed,ACC,BWT,FWT,seconds");
-        assert_eq!(lines[1], "gem,mnist-rotations,3,0.6,,0,1.5");
-        assert_eq!(lines[2], "\"my,\"\"method\"\"\",b,0,0.35,0,0,");
+        // In report order: benchmark "b" first.
+        assert_eq!(lines[1], "\"my,\"\"method\"\"\",b,0,0.35,0,0,");
+        assert_eq!(lines[2], "gem,mnist-rotations,3,0.6,,0,1.5");
         assert_eq!(lines.len(), 3);
     }
 
@@ -1012,5 +1099,35 @@ pub(crate) mod tests {
         );
         let err = format!("{:#}", load_run(&dir.path().join("none.json")).unwrap_err());
         assert!(err.contains("cannot read results file") && err.contains("none.json"));
+    }
+
+    #[test]
+    fn metrics_that_contradict_the_matrix_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        // b = (0.1, 0.1); R = [[0.9, 0.3], [0.8, 0.95]]: ACC 0.875, BWT -0.1, FWT 0.2.
+        let json = |acc: &str, bwt: &str, fwt: &str| {
+            format!(
+                r#"{{"config": {{"benchmark": "b", "seed": 0, "method": {{"name": "gem"}}}},
+                    "metrics": {{"acc": {acc}, "bwt": {bwt}, "fwt": {fwt}}},
+                    "baseline": [0.1, 0.1],
+                    "accuracy_matrix": [[0.9, 0.3], [0.8, 0.95]], "steps": 2}}"#
+            )
+        };
+        std::fs::write(&path, json("0.875", "-0.1", "0.2")).unwrap();
+        let run = load_run(&path).unwrap();
+        assert!(close(run.acc, 0.875));
+        for (bad, name) in [
+            (json("0.95", "-0.1", "0.2"), "metrics.acc is 0.95"),
+            (json("0.875", "0.0", "0.2"), "metrics.bwt is 0"),
+            (json("0.875", "-0.1", "null"), "metrics.fwt is null"),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = format!("{:#}", load_run(&path).unwrap_err());
+            assert!(
+                err.contains(name) && err.contains("accuracy matrix gives"),
+                "{err}"
+            );
+        }
     }
 }
