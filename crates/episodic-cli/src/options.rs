@@ -69,7 +69,8 @@ impl From<MethodKind> for MethodArg {
 pub enum ScenarioArg {
     /// A random pixel permutation per task (every channel alike).
     Permutations,
-    /// Task t of T rotated by an angle drawn in [t*180/T, (t+1)*180/T) degrees (square images).
+    /// Task t of T (counted from 1) rotated by an angle drawn in [(t-1)*180/T, t*180/T) degrees
+    /// (square images).
     Rotations,
     /// --classes-per-task classes per task, a head per task.
     ClassSplit,

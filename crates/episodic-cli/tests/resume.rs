@@ -163,7 +163,7 @@ fn a_diverging_run_stops_naming_step_and_task_after_saving_its_last_good_state()
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
-        stderr.contains("non-finite") && stderr.contains("at step") && stderr.contains("of task"),
+        stderr.contains("non-finite") && stderr.contains("at step") && stderr.contains("(task "),
         "{stderr}"
     );
     assert!(stderr.contains("last good state is saved in"), "{stderr}");

@@ -1,7 +1,9 @@
 //! The library's one error type.
 //!
 //! Messages name the problem and the file or option; an underlying cause is attached as the
-//! error's `source()`, not repeated in the message.
+//! error's `source()`, not repeated in the message. Tasks and steps in messages count from
+//! 1, as the progress display and the figures do (the fields hold 0-based indices, as the
+//! results file does).
 
 use std::path::PathBuf;
 
@@ -139,7 +141,7 @@ pub enum Error {
 
     // === Training ===
     /// The loss became NaN or infinite.
-    #[error("non-finite loss {loss} at step {step} of task {task} (try a smaller --lr)")]
+    #[error("non-finite loss {loss} at step {} (task {}) (try a smaller --lr)", step + 1, task + 1)]
     NonFiniteLoss {
         /// The loss value.
         loss: f32,
@@ -149,7 +151,7 @@ pub enum Error {
         step: usize,
     },
     /// A gradient (of the batch, or of a memory) has a NaN or infinite entry.
-    #[error("non-finite gradient at step {step} of task {task} (try a smaller --lr)")]
+    #[error("non-finite gradient at step {} (task {}) (try a smaller --lr)", step + 1, task + 1)]
     NonFiniteGradient {
         /// Task index in training order.
         task: usize,
@@ -157,7 +159,7 @@ pub enum Error {
         step: usize,
     },
     /// GEM's quadratic program failed.
-    #[error("GEM projection failed at step {step} of task {task}")]
+    #[error("GEM projection failed at step {} (task {})", step + 1, task + 1)]
     Qp {
         /// Task index.
         task: usize,
@@ -216,3 +218,26 @@ pub enum Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_count_tasks_and_steps_from_one() {
+        let err = Error::NonFiniteLoss {
+            loss: f32::NAN,
+            task: 0,
+            step: 0,
+        };
+        assert_eq!(
+            err.to_string(),
+            "non-finite loss NaN at step 1 (task 1) (try a smaller --lr)"
+        );
+        let err = Error::NonFiniteGradient {
+            task: 19,
+            step: 1999,
+        };
+        assert!(err.to_string().contains("at step 2000 (task 20)"), "{err}");
+    }
+}

@@ -555,7 +555,9 @@ fn curve(
         }
         check_accuracies(&e.accuracies, &format!("evaluations[{k}]"))?;
         let x = match e.after_task {
-            Some(t) if t >= tasks => bail!("evaluations[{k}] is after task {t} of {tasks}"),
+            Some(t) if t >= tasks => bail!(
+                "evaluations[{k}].after_task is {t} (tasks count from 0 in the file), beyond the {tasks} tasks"
+            ),
             Some(t) => (t + 1) as f64,
             None if e.step == 0 => 0.0,
             None if e.step > steps => {

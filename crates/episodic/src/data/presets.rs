@@ -81,7 +81,9 @@ impl Preset {
     pub fn about(self) -> &'static str {
         match self {
             Self::MnistPermutations => "MNIST, 20 tasks, each a fixed random pixel permutation",
-            Self::MnistRotations => "MNIST, 20 tasks, task t rotated in [t*180/T, (t+1)*180/T)",
+            Self::MnistRotations => {
+                "MNIST, 20 tasks, task t of T (from 1) rotated in [(t-1)*180/T, t*180/T) degrees"
+            }
             Self::MnistSplit => "MNIST, 5 tasks of 2 digits, a head per task",
             Self::FashionPermutations => "Fashion-MNIST, 20 tasks, a pixel permutation each",
             Self::FashionRotations => "Fashion-MNIST, 20 tasks, a rotation each",

@@ -1,7 +1,7 @@
 //! Scenarios: how a data set is cut into a stream of tasks.
 //!
 //! - `permutations`: task t permutes the pixel positions with its own random permutation
-//!   (every channel alike; task 0 is permuted too), trains on a random subset of the whole
+//!   (every channel alike; the first task is permuted too), trains on a random subset of the whole
 //!   training set and is tested on the whole test set; one head shared by all tasks.
 //! - `rotations`: task t rotates every image (every channel alike) counter-clockwise by an
 //!   angle drawn in [t * 180 / T, (t + 1) * 180 / T) degrees; square images only.

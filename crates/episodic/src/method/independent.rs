@@ -68,7 +68,10 @@ impl Independent {
         let count = self.nets.len();
         self.nets.get_mut(task).ok_or(Error::InvalidOption {
             option: "task",
-            reason: format!("task {task} has no network: independent was built for {count} tasks"),
+            reason: format!(
+                "task {} has no network: independent was built for {count} tasks",
+                task + 1
+            ),
         })
     }
 

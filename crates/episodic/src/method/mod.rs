@@ -109,7 +109,8 @@ impl Heads {
             Self::PerTask(ranges) => ranges.get(task).cloned().ok_or(Error::InvalidOption {
                 option: "task",
                 reason: format!(
-                    "task {task} has no head: the method was built for {} tasks",
+                    "task {} has no head: the method was built for {} tasks",
+                    task + 1,
                     ranges.len()
                 ),
             }),
@@ -230,7 +231,7 @@ pub(crate) fn check_batch(
         return Err(Error::LabelOutOfRange {
             label,
             classes,
-            context: Some(format!("a batch of task {}", batch.task)),
+            context: Some(format!("a batch of task {}", batch.task + 1)),
         });
     }
     let head = heads.of(batch.task)?;

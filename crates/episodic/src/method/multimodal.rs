@@ -80,7 +80,8 @@ impl Multimodal {
             return Err(Error::InvalidOption {
                 option: "task",
                 reason: format!(
-                    "task {task} has no input layer: multimodal was built for {} tasks",
+                    "task {} has no input layer: multimodal was built for {} tasks",
+                    task + 1,
                     self.nets.len()
                 ),
             });
