@@ -23,7 +23,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let config = resolve::resolve(&args.options, 1, &mut DataCache::default())?.config;
     let exe = std::env::current_exe().context("cannot locate the episodic binary")?;
     let dir = tempfile_dir()?;
-    println!(
+    outln!(
         "bench: {} on {}, {} tasks x {} samples, seed {}",
         config.method.kind().id(),
         config.benchmark,
@@ -33,10 +33,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             .map_or_else(|| "all".to_string(), |n| n.to_string()),
         config.seed
     );
-    println!(
+    outln!(
         "| threads | total s | memory gradients s | QP + projection s | evaluation s | rest s | peak RSS MB | ACC |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|");
     for &n in &threads {
         let out = dir.join(format!("bench-{n}.json"));
         let child = Command::new(&exe)
@@ -68,7 +68,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let rss = t
             .peak_rss_bytes
             .map_or_else(|| "n/a".into(), |b| format!("{:.0}", b as f64 / 1e6));
-        println!(
+        outln!(
             "| {n} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {rss} | {:.4} |",
             t.total_seconds,
             t.memory_gradient_seconds,
@@ -79,7 +79,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("(total excludes data loading; rest = per-batch data preparation, current-batch gradient, SGD step)");
+    outln!("(total excludes data loading; rest = per-batch data preparation, current-batch gradient, SGD step)");
     Ok(())
 }
 

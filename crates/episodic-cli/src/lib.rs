@@ -7,6 +7,23 @@
 //! The binary only calls [`main_entry`]; the library also exposes the parsers of
 //! configuration files ([`parse_run_config`], [`parse_grid`]) for the fuzz targets.
 
+/// `println!` that ignores a closed standard output (`episodic suite --list-jobs | head`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed standard output.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod args;
 mod bench;
 mod options;

@@ -83,7 +83,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 printed.out = options.out.clone();
                 printed.checkpoint_dir = options.checkpoint_dir.clone();
                 printed.checkpoint_every = options.checkpoint_every;
-                print!("{}", printed.to_toml()?);
+                out!("{}", printed.to_toml()?);
                 return Ok(());
             }
             let note = resolved.holdout.map(|h| {

@@ -30,6 +30,8 @@ struct Planned {
     out: PathBuf,
     /// The grid's values of this run besides benchmark, method and seed (`lr=0.05`).
     series: String,
+    /// Its work (see `episodic::cost::Cost`), for the suite's progress and ETA.
+    work: u64,
 }
 
 /// Runs the suite `args` describe.
@@ -40,7 +42,7 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
     let all = plan(&grid, threads, &mut cache)?;
     if args.list_jobs {
         for p in &all {
-            println!("{}\t{}", p.id, command_line(p));
+            outln!("{}\t{}", p.id, command_line(p));
         }
         return Ok(());
     }
@@ -65,22 +67,20 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
         }
     }
     if plan.is_empty() {
-        println!("shard holds no runs");
+        outln!("shard holds no runs");
         return Ok(());
     }
 
-    let total_steps: u64 = plan
-        .iter()
-        .map(|p| planned_steps(&p.config, p.options.data_dir.as_ref(), &mut cache))
-        .sum();
-    // The suite's progress is counted in mini-batches over all its runs.
+    let total_work: u64 = plan.iter().fold(0u64, |acc, p| acc.saturating_add(p.work));
+    // The suite's progress is counted in work over all its runs (a GEM run weighs more than
+    // a single one, a later GEM step more than an early one).
     let bar = Reporter::new();
-    bar.start(total_steps, 0);
+    bar.start(total_work, 0);
     // The results files of the runs done (or kept) so far, in order.
     let mut done: Vec<PathBuf> = Vec::with_capacity(plan.len());
     let mut runs = Vec::new();
     let mut failures: Vec<String> = Vec::new();
-    let mut done_steps = 0u64;
+    let mut done_work = 0u64;
     for (i, planned) in plan.iter().enumerate() {
         let c = &planned.config;
         let label = format!(
@@ -101,8 +101,8 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
             None => {
                 let tasks = c.tasks;
                 let mut on_progress = |event: Progress| match event {
-                    Progress::Step { step, task, .. } => bar.update(
-                        done_steps + step,
+                    Progress::Step { task, work, .. } => bar.update(
+                        done_work.saturating_add(work),
                         format!("{label}, task {}/{tasks}", task + 1),
                     ),
                     Progress::Evaluating {
@@ -111,8 +111,26 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                         "{label}, evaluating after task {}/{tasks}",
                         task + 1
                     )),
+                    Progress::Planned {
+                        total_steps,
+                        memory_examples,
+                        evaluation_images,
+                        estimated_seconds,
+                        bytes,
+                        ..
+                    } => {
+                        log(&bar, format!("{label}: started, {total_steps} steps"));
+                        if let Some(note) = crate::run::cost_note(
+                            c,
+                            memory_examples,
+                            evaluation_images,
+                            estimated_seconds,
+                            bytes,
+                        ) {
+                            log(&bar, format!("{label}: {note}"));
+                        }
+                    }
                     Progress::Started { .. }
-                    | Progress::Planned { .. }
                     | Progress::Evaluating { after_task: None }
                     | Progress::Checkpointed { .. } => {}
                 };
@@ -124,8 +142,7 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                         // One run's failure (a diverging loss, say) does not stop the others.
                         log(&bar, format!("{label}: failed: {err}"));
                         failures.push(format!("{} ({err})", planned.id));
-                        done_steps +=
-                            planned_steps(c, planned.options.data_dir.as_ref(), &mut cache);
+                        done_work = done_work.saturating_add(planned.work);
                         continue;
                     }
                 };
@@ -142,8 +159,8 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
                 );
             }
         }
-        done_steps += planned_steps(c, planned.options.data_dir.as_ref(), &mut cache);
-        bar.update(done_steps, format!("{label}: done"));
+        done_work = done_work.saturating_add(planned.work);
+        bar.update(done_work, format!("{label}: done"));
         done.push(planned.out.clone());
         runs = crate::report::load_runs(&done)?;
         // Rewritten after every run, so an interrupted suite keeps its summary so far.
@@ -153,12 +170,12 @@ pub fn suite(args: &SuiteArgs) -> Result<()> {
         )?;
     }
     drop(bar);
-    print!("{}", summary_table(&runs));
-    println!("summary: {}", csv_path.display());
+    out!("{}", summary_table(&runs));
+    outln!("summary: {}", csv_path.display());
     if !grid.no_report && !done.is_empty() {
         let report_dir = out_dir.join("report");
         crate::report::write_report(&done, &report_dir)?;
-        println!("report: {}", report_dir.join("index.html").display());
+        outln!("report: {}", report_dir.join("index.html").display());
     }
     if !failures.is_empty() {
         bail!(
@@ -485,6 +502,8 @@ fn plan(grid: &Grid, threads: usize, cache: &mut DataCache) -> Result<Vec<Planne
         job_options.data_dir = options.data_dir.clone().or(job_options.data_dir);
         let config = resolved.config;
         let id = output::run_id(&config);
+        // Everything a run checks before training, for every run before any runs.
+        let cost = experiment::check(&config, resolved.data)?;
         let series = combo
             .iter()
             .filter(|(k, _)| series_keys.contains(&k.as_str()))
@@ -501,6 +520,7 @@ fn plan(grid: &Grid, threads: usize, cache: &mut DataCache) -> Result<Vec<Planne
             );
         }
         plan.push(Planned {
+            work: cost.total_work,
             out: grid.out_dir.join(format!("{id}.json")),
             id,
             options: job_options,
@@ -523,24 +543,6 @@ fn resolve_scenario(options: &Options) -> Result<episodic::data::Scenario> {
             .unwrap_or(Preset::MnistPermutations)
             .scenario(),
     })
-}
-
-/// Mini-batches in a run of `config` (an estimate when tasks take all their examples).
-fn planned_steps(
-    config: &ExperimentConfig,
-    data_dir: Option<&PathBuf>,
-    cache: &mut DataCache,
-) -> u64 {
-    let per_task = match config.samples_per_task {
-        Some(n) => n,
-        None => {
-            let dir = resolve::resolve_data_dir(data_dir);
-            cache
-                .get(&config.data, &dir, config.seed)
-                .map_or(0, |(d, _)| d.train().len() / config.tasks.max(1))
-        }
-    };
-    (per_task.div_ceil(config.batch_size.max(1)) * config.epochs * config.tasks) as u64
 }
 
 /// An existing results file of the same experiment (any thread count), unless `force`.

@@ -189,10 +189,26 @@ fn every_numeric_option_of_suite_runs_or_is_refused_at_its_extremes() {
                 args.extend(strings(&["--seeds", "0"]));
             }
             args.extend([option.to_string(), value.clone()]);
-            seen.push(format!(
-                "{option} {value}: {}",
-                runs_or_is_refused(dir, &args)
-            ));
+            let result = runs_or_is_refused(dir, &args);
+            if result == "refused" {
+                // A suite checks every run before running any: a refusal is one line, and
+                // no run was done.
+                let (_, stderr) = outcome(dir, &args);
+                assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+                let out = dir.join(format!("out-{option}-{v}"));
+                let written = std::fs::read_dir(&out).map_or(0, |d| {
+                    d.filter(|e| {
+                        e.as_ref()
+                            .unwrap()
+                            .path()
+                            .extension()
+                            .is_some_and(|x| x == "json")
+                    })
+                    .count()
+                });
+                assert_eq!(written, 0, "{args:?} ran something");
+            }
+            seen.push(format!("{option} {value}: {result}"));
         }
     }
     eprintln!("{}", seen.join("\n"));

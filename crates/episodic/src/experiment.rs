@@ -133,14 +133,25 @@ pub fn run_resumable(
     pool.install(|| run_in_pool(config, data, on_progress, checkpointing, resume))
 }
 
-fn run_in_pool(
-    config: &ExperimentConfig,
-    data: Dataset,
-    on_progress: &mut (dyn FnMut(Progress) + Send),
-    checkpointing: Option<&Checkpointing>,
-    resume: Option<Checkpoint>,
-) -> Result<RunResults> {
-    let started = Instant::now();
+/// What a run has once its configuration is checked against the data: the tasks, the
+/// stream, its cost, and the method, built.
+struct Prepared {
+    bench: Benchmark,
+    stream: Stream,
+    cost: Cost,
+    method: Box<dyn Method>,
+}
+
+/// Checks everything a run of `config` on `data` checks before it trains (the options, the
+/// tasks the scenario makes of the data, the network's shape, the stream's length, the
+/// memory the run will hold against what the machine has, the method's setup), without
+/// training; returns the run's cost. A suite calls it for every run before running any.
+pub fn check(config: &ExperimentConfig, data: Dataset) -> Result<Cost> {
+    config.validate()?;
+    Ok(prepare(config, data)?.cost)
+}
+
+fn prepare(config: &ExperimentConfig, data: Dataset) -> Result<Prepared> {
     let spec = BenchmarkSpec {
         scenario: config.scenario,
         tasks: config.tasks,
@@ -199,8 +210,29 @@ fn run_in_pool(
         threads: config.threads,
         seed: config.seed,
     };
-    let mut method = method::build(&config.method, &setup)?;
+    let method = method::build(&config.method, &setup)?;
+    Ok(Prepared {
+        bench,
+        stream,
+        cost,
+        method,
+    })
+}
 
+fn run_in_pool(
+    config: &ExperimentConfig,
+    data: Dataset,
+    on_progress: &mut (dyn FnMut(Progress) + Send),
+    checkpointing: Option<&Checkpointing>,
+    resume: Option<Checkpoint>,
+) -> Result<RunResults> {
+    let started = Instant::now();
+    let Prepared {
+        bench,
+        stream,
+        cost,
+        mut method,
+    } = prepare(config, data)?;
     let span = |sizes: &mut dyn Iterator<Item = usize>| {
         sizes.fold((usize::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)))
     };

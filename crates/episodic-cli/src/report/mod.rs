@@ -47,7 +47,7 @@ pub struct ReportSummary {
 pub fn report(args: &ReportArgs) -> Result<()> {
     let paths = expand_results_paths(&args.results, &args.out)?;
     let summary = write_report(&paths, &args.out)?;
-    println!(
+    outln!(
         "report of {} run(s), {} files: {}",
         summary.runs,
         summary.files.len(),
