@@ -1,5 +1,6 @@
 //! Progress on standard error: a bar on a terminal; on anything else (a log file, `nohup`, a
-//! batch job) plain lines, flushed, at a fixed interval (10 s, or `EPISODIC_PROGRESS_SECONDS`),
+//! batch job) plain lines, flushed: one as soon as the work is known, one 2 s later, then at a
+//! fixed interval (10 s, or `EPISODIC_PROGRESS_SECONDS`),
 //! printed by a ticker thread so that they keep coming during a long evaluation too. Both
 //! measure progress in work (steps weighted by their cost, and evaluations), so the ETA
 //! holds when steps get dearer with every task, as GEM's do.
@@ -14,6 +15,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Seconds between plain progress lines unless `EPISODIC_PROGRESS_SECONDS` says otherwise.
 const DEFAULT_INTERVAL_SECONDS: f64 = 10.0;
+
+/// The first plain line comes after this long (or the interval, if shorter).
+const FIRST_LINE_AFTER: Duration = Duration::from_secs(2);
 
 /// Where a run (or a suite) stands, shared with the ticker.
 #[derive(Debug)]
@@ -117,6 +121,10 @@ impl Reporter {
         s.total = total;
         s.work = work;
         s.since = None;
+        if self.ticker.is_some() {
+            // In a log, where the run stands right away, then at every tick.
+            print_line(&s);
+        }
     }
 
     /// Work done so far and what is going on.
@@ -159,10 +167,12 @@ fn lock(status: &(Mutex<Status>, Condvar)) -> std::sync::MutexGuard<'_, Status> 
 
 /// Prints the status every `interval` until stopped.
 fn tick(status: &(Mutex<Status>, Condvar), interval: Duration) {
-    use std::io::Write as _;
     let mut guard = lock(status);
+    // The first line comes soon, so that even a short run shows it is moving.
+    let mut wait = interval.min(FIRST_LINE_AFTER);
     loop {
-        let deadline = Instant::now() + interval;
+        let deadline = Instant::now() + wait;
+        wait = interval;
         while !guard.stopped {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -176,11 +186,16 @@ fn tick(status: &(Mutex<Status>, Condvar), interval: Duration) {
         if guard.stopped {
             return;
         }
-        let line = guard.line();
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "progress: {line}");
-        let _ = err.flush();
+        print_line(&guard);
     }
+}
+
+/// Writes `status` as a `progress:` line on stderr, flushed.
+fn print_line(status: &Status) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "progress: {}", status.line());
+    let _ = err.flush();
 }
 
 #[cfg(test)]
