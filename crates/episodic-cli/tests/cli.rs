@@ -110,6 +110,8 @@ fn help_documents_every_option_with_its_default() {
         "[default: 1]",
         "[default: all cores]",
         "the paper's per method and benchmark",
+        // Rotations stated for any number of tasks, counted from 1.
+        "Task t of T (counted from 1) rotated by an angle drawn in [(t-1)*180/T, t*180/T) degrees",
     ] {
         assert!(
             help.contains(default),
@@ -143,6 +145,26 @@ fn small_run_writes_results_and_prints_the_table() {
     assert_eq!(json["config"]["method"]["memories_per_task"], 256);
     assert_eq!(json["steps"], 6);
     assert!(json["tasks"][0]["permutation"]["sha256"].is_string());
+    assert!(
+        stdout.contains("skipped (no trustworthy QP solution)"),
+        "{stdout}"
+    );
+
+    // Methods that never project say nothing of projected steps; A-GEM says it, without
+    // GEM's skipped steps.
+    let single = small_run(&out, &["--method", "single", "--force"]);
+    let stdout = String::from_utf8_lossy(&single.stdout);
+    assert!(
+        single.status.success() && stdout.contains("ACC"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("projected"), "{stdout}");
+    let agem = small_run(&out, &["--method", "agem", "--force"]);
+    let stdout = String::from_utf8_lossy(&agem.stdout);
+    assert!(
+        stdout.contains("projected steps") && !stdout.contains("skipped"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -430,11 +452,14 @@ fn suite_runs_every_applicable_method_and_summarises_them() {
     ];
     let output = episodic(&args);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Not a terminal: every run says when it starts and ends, and progress comes as lines.
+    assert!(stderr.starts_with("progress: "), "{stderr}");
+    for k in 1..=6 {
+        assert!(stderr.contains(&format!("run {k}/6: ")), "{stderr}");
+    }
+    assert_eq!(stderr.matches(": started, ").count(), 6, "{stderr}");
     for method in ["single", "icarl", "gem"] {
         for seed in [0, 1] {
             let file = results_file(&out, &format!("{method}-mnist-split-seed{seed}-"));
