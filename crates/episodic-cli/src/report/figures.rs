@@ -15,7 +15,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
-use super::{Group, Model, Run, Stat, KNOWN_METHODS};
+use episodic::config::MethodKind;
+
+use super::{Group, Model, Run, Stat};
 
 /// The embedded font (DejaVu Sans; licence in `assets/LICENSE-DejaVu.txt`).
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -204,12 +206,11 @@ fn upx(v: f64, s: f64) -> u32 {
 
 /// The colour of `method`: fixed for the known methods, else by order among the others.
 pub(crate) fn method_color(methods: &[String], method: &str) -> RGBColor {
-    if let Some(i) = KNOWN_METHODS.iter().position(|m| *m == method) {
+    let known = |name: &str| MethodKind::ALL.iter().position(|m| m.id() == name);
+    if let Some(i) = known(method) {
         return METHOD_COLORS[i];
     }
-    let others = methods
-        .iter()
-        .filter(|m| !KNOWN_METHODS.contains(&m.as_str()));
+    let others = methods.iter().filter(|m| known(m).is_none());
     let k = others.take_while(|m| *m != method).count();
     OTHER_COLORS[k % OTHER_COLORS.len()]
 }
