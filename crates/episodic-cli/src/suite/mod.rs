@@ -4,8 +4,7 @@
 //! split over machines (`--shard I/N`), and skip themselves when a complete results file of
 //! the same configuration exists.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use episodic::config::{ExperimentConfig, MethodKind};
@@ -13,12 +12,18 @@ use episodic::data::Preset;
 use episodic::experiment::{self, Progress};
 use episodic::results::{self, RunResults};
 
-use crate::args::{all_cores, SuiteArgs, SuiteBenchmark};
-use crate::options::{Options, RUN_ONLY_KEYS};
+use crate::args::{all_cores, SuiteArgs};
+use crate::options::Options;
 use crate::output;
 use crate::progress::Reporter;
-use crate::report::Run;
 use crate::resolve::{self, DataCache};
+
+mod grid;
+mod table;
+
+pub use grid::parse_grid_axes;
+use grid::Grid;
+use table::summary_table;
 
 /// One run of the suite.
 struct Planned {
@@ -220,229 +225,6 @@ fn log(bar: &Reporter, line: String) {
     bar.say(&line);
 }
 
-/// The lists a suite takes the product of, in the order they vary (the first slowest), and
-/// the suite's own settings.
-struct Grid {
-    /// `(key, values)`: run option keys with their values, as TOML values.
-    axes: Vec<(String, Vec<toml::Value>)>,
-    out_dir: PathBuf,
-    force: bool,
-    no_report: bool,
-}
-
-/// Keys a grid file may hold besides the run options.
-const SUITE_KEYS: [&str; 3] = ["out-dir", "force", "no-report"];
-
-impl Grid {
-    /// The grid of the `--config` file (if any) with the flags over it.
-    fn of(args: &SuiteArgs) -> Result<Self> {
-        let mut grid = match &args.config {
-            Some(path) => Self::read(path)?,
-            None => Self {
-                axes: Vec::new(),
-                out_dir: args.out_dir.clone(),
-                force: false,
-                no_report: false,
-            },
-        };
-        let default_out = PathBuf::from("results/suite");
-        if args.config.is_none() || args.out_dir != default_out {
-            grid.out_dir = args.out_dir.clone();
-        }
-        grid.force |= args.force;
-        grid.no_report |= args.no_report;
-        let s = |v: &dyn std::fmt::Display| toml::Value::String(v.to_string());
-        let int = |option: &str, v: u64| -> Result<toml::Value> {
-            match i64::try_from(v) {
-                Ok(v) => Ok(toml::Value::Integer(v)),
-                Err(_) => bail!(
-                    "invalid value for {option}: {v} is beyond 2^63 - 1, the largest a suite grid holds"
-                ),
-            }
-        };
-        if !args.benchmark.is_empty() {
-            let mut presets = Vec::new();
-            for b in &args.benchmark {
-                match b {
-                    SuiteBenchmark::One(p) => presets.push(*p),
-                    SuiteBenchmark::All => {
-                        presets.extend(Preset::ALL.into_iter().filter(|p| p.is_vendored()))
-                    }
-                }
-            }
-            grid.set("benchmark", presets.iter().map(|p| s(p)).collect());
-        }
-        if !args.methods.is_empty() {
-            let methods = args
-                .methods
-                .iter()
-                .map(|&m| s(&MethodKind::from(m).id()))
-                .collect();
-            grid.set("method", methods);
-        }
-        if !args.seeds.is_empty() {
-            let seeds = args
-                .seeds
-                .iter()
-                .map(|&v| int("--seeds", v))
-                .collect::<Result<_>>()?;
-            grid.set("seed", seeds);
-        }
-        if let Some(n) = args.tasks {
-            grid.set("tasks", vec![int("--tasks", n as u64)?]);
-        }
-        if let Some(n) = args.samples_per_task {
-            let value = match n.count() {
-                Some(n) => int("--samples-per-task", n as u64)?,
-                None => s(&"all"),
-            };
-            grid.set("samples-per-task", vec![value]);
-        }
-        if let Some(n) = args.eval_every {
-            grid.set("eval-every", vec![int("--eval-every", n)?]);
-        }
-        if let Some(dir) = &args.data_dir {
-            grid.set("data-dir", vec![s(&dir.display())]);
-        }
-        if grid.get("benchmark").is_none() && grid.get("data").is_none() {
-            let paper = [
-                Preset::MnistPermutations,
-                Preset::MnistRotations,
-                Preset::MnistSplit,
-            ];
-            grid.set("benchmark", paper.iter().map(|p| s(p)).collect());
-        }
-        if grid.get("seed").is_none() {
-            grid.set(
-                "seed",
-                (0..3).map(|v| int("--seeds", v)).collect::<Result<_>>()?,
-            );
-        }
-        grid.order();
-        for (key, values) in &grid.axes {
-            if values.is_empty() {
-                bail!("invalid value for {key}: an empty list");
-            }
-            let mut seen: Vec<&toml::Value> = Vec::new();
-            for v in values {
-                if seen.contains(&v) {
-                    bail!("invalid value for {key}: {v} is listed twice");
-                }
-                seen.push(v);
-            }
-        }
-        Ok(grid)
-    }
-
-    /// Reads a grid file: run option keys, each a value or a list of values (plural
-    /// `benchmarks`, `methods`, `seeds` too), and `out-dir`, `force`, `no-report`.
-    fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        Self::parse(path, &text)
-    }
-
-    /// [`Self::read`] of the text `text` of the file `path`.
-    fn parse(path: &Path, text: &str) -> Result<Self> {
-        let table: toml::Table =
-            toml::from_str(text).map_err(|e| crate::options::toml_error(path, text, &e))?;
-        let line_of = |key: &str| {
-            crate::options::line_of_key(text, key).map_or(String::new(), |i| format!(" line {i}"))
-        };
-        let mut grid = Self {
-            axes: Vec::new(),
-            out_dir: PathBuf::from("results/suite"),
-            force: false,
-            no_report: false,
-        };
-        for (raw_key, value) in table {
-            let at = || format!("{}{}", path.display(), line_of(&raw_key));
-            match (raw_key.as_str(), &value) {
-                ("out-dir", toml::Value::String(dir)) => {
-                    grid.out_dir = PathBuf::from(dir);
-                    continue;
-                }
-                ("force", toml::Value::Boolean(b)) => {
-                    grid.force = *b;
-                    continue;
-                }
-                ("no-report", toml::Value::Boolean(b)) => {
-                    grid.no_report = *b;
-                    continue;
-                }
-                (k, _) if SUITE_KEYS.contains(&k) => {
-                    bail!("{}: {k} has the wrong type", at())
-                }
-                _ => {}
-            }
-            let key = match raw_key.as_str() {
-                "benchmarks" => "benchmark",
-                "methods" => "method",
-                "seeds" => "seed",
-                k => k,
-            }
-            .to_string();
-            if RUN_ONLY_KEYS.contains(&key.as_str()) {
-                bail!(
-                    "{}: {key} is set per run by the suite (use the suite's --threads and out-dir)",
-                    at()
-                );
-            }
-            let values = match value {
-                toml::Value::Array(values) => values,
-                one => vec![one],
-            };
-            // Check each value's key and type now, naming the line.
-            for v in &values {
-                let mut one = toml::Table::new();
-                one.insert(key.clone(), v.clone());
-                let checked: Result<Options, _> = toml::Value::Table(one).try_into();
-                if let Err(e) = checked {
-                    bail!(
-                        "{}: {}",
-                        at(),
-                        e.message().split(", expected one of").next().unwrap_or("")
-                    );
-                }
-            }
-            if grid.get(&key).is_some() {
-                bail!("{}: {key} is given twice", at());
-            }
-            grid.axes.push((key, values));
-        }
-        Ok(grid)
-    }
-
-    fn get(&self, key: &str) -> Option<&Vec<toml::Value>> {
-        self.axes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    /// Sets `key`'s values, replacing the file's.
-    fn set(&mut self, key: &str, values: Vec<toml::Value>) {
-        match self.axes.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = values,
-            None => self.axes.push((key.to_string(), values)),
-        }
-    }
-
-    /// Benchmarks (or data) first, then methods, the other keys in file order, seeds last.
-    fn order(&mut self) {
-        let rank = |k: &str| match k {
-            "benchmark" | "data" => 0,
-            "method" => 1,
-            "seed" => 3,
-            _ => 2,
-        };
-        self.axes.sort_by_key(|(k, _)| rank(k));
-    }
-}
-
-/// The axes of the grid file text `text` (named `path` in errors): each key with its values,
-/// in file order.
-pub fn parse_grid_axes(path: &Path, text: &str) -> Result<Vec<(String, Vec<toml::Value>)>> {
-    Grid::parse(path, text).map(|grid| grid.axes)
-}
-
 /// Every run of the grid's product, validated (data loaded) before anything runs. Methods
 /// that do not apply to a benchmark are left out; with no method list, every method of the
 /// benchmark's suite runs.
@@ -555,110 +337,4 @@ fn reusable(planned: &Planned, force: bool) -> Option<RunResults> {
     let mut want = planned.config.clone();
     want.threads = existing.config.threads;
     (existing.config == want).then_some(existing)
-}
-
-/// Mean and sample standard deviation (0 for one value) of the values present.
-fn mean_std(values: impl Iterator<Item = Option<f64>>) -> Option<(f64, f64, usize)> {
-    let values: Vec<f64> = values.flatten().collect();
-    let n = values.len();
-    if n == 0 {
-        return None;
-    }
-    let mean = values.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
-    } else {
-        0.0
-    };
-    Some((mean, var.sqrt(), n))
-}
-
-/// The summary as a Markdown table: mean ± standard deviation over seeds per method and
-/// benchmark.
-fn summary_table(rows: &[Run]) -> String {
-    let mut out = String::from(
-        "| benchmark | method | seeds | ACC | BWT | FWT | seconds |\n|---|---|---|---|---|---|---|\n",
-    );
-    let cell = |v: Option<(f64, f64, usize)>| {
-        v.map_or_else(|| "n/a".into(), |(m, s, _)| format!("{m:.3} ± {s:.3}"))
-    };
-    let mut groups: Vec<(&str, &str)> = Vec::new();
-    for r in rows {
-        if !groups.contains(&(r.benchmark.as_str(), r.method.as_str())) {
-            groups.push((r.benchmark.as_str(), r.method.as_str()));
-        }
-    }
-    let rank = |m: &str| {
-        let name = m.split(' ').next().unwrap_or(m);
-        MethodKind::ALL
-            .iter()
-            .position(|k| k.id() == name)
-            .unwrap_or(MethodKind::ALL.len())
-    };
-    // Benchmarks in the order they ran; methods in report order inside each.
-    let benchmarks: Vec<&str> = groups.iter().fold(Vec::new(), |mut acc, (b, _)| {
-        if !acc.contains(b) {
-            acc.push(*b);
-        }
-        acc
-    });
-    for benchmark in benchmarks {
-        let mut methods: Vec<&str> = groups
-            .iter()
-            .filter(|(b, _)| *b == benchmark)
-            .map(|(_, m)| *m)
-            .collect();
-        methods.sort_by_key(|m| rank(m));
-        for method in methods {
-            let group: Vec<&Run> = rows
-                .iter()
-                .filter(|r| r.benchmark == benchmark && r.method == method)
-                .collect();
-            let seconds = mean_std(group.iter().map(|r| r.seconds));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {:.1} |",
-                benchmark,
-                method,
-                group.len(),
-                cell(mean_std(group.iter().map(|r| Some(r.acc)))),
-                cell(mean_std(group.iter().map(|r| r.bwt))),
-                cell(mean_std(group.iter().map(|r| r.fwt))),
-                seconds.map_or(0.0, |s| s.0)
-            );
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(method: &'static str, seed: u64, acc: f64, bwt: Option<f64>) -> Run {
-        let mut run = crate::report::tests::run(method, "mnist-permutations", seed, 0.0);
-        (run.acc, run.bwt, run.fwt, run.seconds) = (acc, bwt, None, Some(2.0));
-        run
-    }
-
-    #[test]
-    fn table_reports_mean_and_sample_spread_per_method() {
-        let table = summary_table(&[
-            row("gem", 0, 0.8, Some(0.0)),
-            row("gem", 1, 0.9, Some(0.02)),
-            row("single", 0, 0.5, None),
-        ]);
-        assert!(
-            table.contains(
-                "| mnist-permutations | gem | 2 | 0.850 ± 0.071 | 0.010 ± 0.014 | n/a | 2.0 |"
-            ),
-            "{table}"
-        );
-        assert!(
-            table.contains("| single | 1 | 0.500 ± 0.000 | n/a |"),
-            "{table}"
-        );
-        // single is listed before gem (report order).
-        assert!(table.find("single").unwrap() < table.find("gem").unwrap());
-    }
 }
