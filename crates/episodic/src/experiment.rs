@@ -439,6 +439,15 @@ fn run_in_pool(
     })
 }
 
+/// How many of `predictions` equal `labels`.
+fn matches(predictions: &[u32], labels: &[u32]) -> usize {
+    predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| p == y)
+        .count()
+}
+
 /// Scores a method on every task's test set, through reusable buffers: sparse rows when the
 /// test images are mostly zero (MNIST), dense rows otherwise.
 struct Evaluator<'a> {
@@ -482,10 +491,36 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Evaluation> {
         let started = Instant::now();
         let chunk = self.ys.len();
-        let mut accuracies = Vec::with_capacity(self.bench.tasks().len());
-        for task in 0..self.bench.tasks().len() {
+        let tasks = self.bench.tasks().len();
+        let mut correct = vec![0usize; tasks];
+        // Tasks that see the base test images through a feature permutation share each chunk
+        // of them: it is filled once and read through each task's map.
+        let mapped: Vec<usize> = (0..tasks)
+            .filter(|&t| self.bench.test_feature_map(t).is_some())
+            .collect();
+        if let Some(&first) = mapped.first() {
+            let n = self.bench.test_len(first);
+            let mut start = 0;
+            while start < n {
+                let m = chunk.min(n - start);
+                let (ys, predictions) = (&mut self.ys[..m], &mut self.predictions[..m]);
+                self.bench.fill_base_test_sparse(start, &mut self.xs, ys);
+                for &task in &mapped {
+                    let map = self.bench.test_feature_map(task).unwrap_or_default();
+                    if !self.xs.set_feature_map(map) {
+                        return Err(Error::InvalidOption {
+                            option: "scenario",
+                            reason: format!("task {} has no feature permutation", task + 1),
+                        });
+                    }
+                    method.predict_sparse(&self.xs, task, predictions)?;
+                    correct[task] += matches(predictions, ys);
+                }
+                start += m;
+            }
+        }
+        for task in (0..tasks).filter(|t| !mapped.contains(t)) {
             let n = self.bench.test_len(task);
-            let mut correct = 0usize;
             let mut start = 0;
             while start < n {
                 let m = chunk.min(n - start);
@@ -498,19 +533,16 @@ impl<'a> Evaluator<'a> {
                     self.bench.fill_test(task, start, xs, ys);
                     method.predict(xs, task, predictions)?;
                 }
-                correct += predictions
-                    .iter()
-                    .zip(ys.iter())
-                    .filter(|(p, y)| p == y)
-                    .count();
+                correct[task] += matches(predictions, ys);
                 start += m;
             }
-            accuracies.push(if n == 0 {
-                0.0
-            } else {
-                correct as f64 / n as f64
-            });
         }
+        let accuracies = (0..tasks)
+            .map(|t| match self.bench.test_len(t) {
+                0 => 0.0,
+                n => correct[t] as f64 / n as f64,
+            })
+            .collect();
         self.time += started.elapsed();
         Ok(Evaluation {
             step,

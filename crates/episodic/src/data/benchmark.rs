@@ -20,6 +20,10 @@ pub struct Task {
     pub map: PixelMap,
     /// The transform run backwards, for transforming sparse images.
     inverse: InverseMap,
+    /// When the task's test images are the base test set with its features permuted: base
+    /// feature `j` is the task's feature `test_feature_map[j]` (see
+    /// [`Benchmark::test_feature_map`]).
+    test_feature_map: Option<Vec<u32>>,
     /// Indices into the base training set of the examples this task trains on.
     pub train_indices: Vec<u32>,
     /// Indices into the base test set of the task's test examples; `None`: all of them.
@@ -118,6 +122,7 @@ impl Benchmark {
         let mut tasks: Vec<Task> = plans
             .into_iter()
             .map(|p| Task {
+                test_feature_map: None,
                 inverse: p.map.inverse(pixels),
                 map: p.map,
                 train_indices: p.train_indices,
@@ -132,6 +137,12 @@ impl Benchmark {
         let test = &data.test().inputs;
         let test_nonzero = (test.zero_fraction() >= SPARSE_TEST_ZERO_FRACTION)
             .then(|| NonZero::of(test, data.shape().features()));
+        if test_nonzero.is_some() {
+            let features = data.shape().features();
+            for task in tasks.iter_mut().filter(|t| t.test_indices.is_none()) {
+                task.test_feature_map = feature_permutation(&task.inverse, pixels, features);
+            }
+        }
         Ok(Self {
             scenario: spec.scenario,
             test_nonzero,
@@ -219,6 +230,40 @@ impl Benchmark {
         }
     }
 
+    /// For a task whose test images are the whole base test set with its features permuted
+    /// (a permutation scenario, on sparse test data): the map to give
+    /// [`SparseBatch::set_feature_map`] so that base test chunks ([`Self::fill_base_test_sparse`])
+    /// read as this task's, with results bit for bit those of [`Self::fill_test_sparse`].
+    /// `None` for other tasks (rotations, subsets of the test set, dense data).
+    pub fn test_feature_map(&self, task: usize) -> Option<&[u32]> {
+        self.tasks[task].test_feature_map.as_deref()
+    }
+
+    /// Writes base test examples `start..start + ys.len()`, untransformed, into the sparse
+    /// batch `xs` (its features in the order [`Self::fill_test_sparse`] visits them) and
+    /// their outputs into `ys`; returns false, writing nothing, when the test set is not
+    /// sparse.
+    pub fn fill_base_test_sparse(
+        &self,
+        start: usize,
+        xs: &mut SparseBatch,
+        ys: &mut [u32],
+    ) -> bool {
+        let Some(nonzero) = &self.test_nonzero else {
+            return false;
+        };
+        xs.clear(self.input_dim());
+        for (k, y) in (start..).zip(ys.iter_mut()) {
+            let (features, values) = nonzero.example(k);
+            for (&j, &x) in features.iter().zip(values) {
+                xs.push(j, x);
+            }
+            xs.end_row();
+            *y = self.output_of(self.data.test().labels[k]);
+        }
+        true
+    }
+
     /// Writes test examples `start..start + ys.len()` of `task`, transformed for it, into the
     /// sparse batch `xs` (visiting only the non-zero features) and `ys`. Falls back to the
     /// dense fill when the test set is not sparse.
@@ -261,6 +306,20 @@ impl Benchmark {
             *y = self.output_of(self.data.test().labels[k]);
         }
     }
+}
+
+/// The feature permutation of a pixel map that sends every source pixel to exactly one
+/// target (the same in every channel), or `None` (a rotation drops and repeats pixels).
+fn feature_permutation(inverse: &InverseMap, pixels: usize, features: usize) -> Option<Vec<u32>> {
+    let mut map = Vec::with_capacity(features);
+    for j in 0..features {
+        let (plane, pixel) = (j / pixels, j % pixels);
+        match inverse.targets(pixel) {
+            &[target] => map.push((plane * pixels) as u32 + target),
+            _ => return None,
+        }
+    }
+    Some(map)
 }
 
 #[cfg(test)]

@@ -107,6 +107,9 @@ pub struct SparseBatch {
     has_transpose: bool,
     n_rows: usize,
     n_cols: usize,
+    /// Feature `j` of the stored entries stands for feature `feature_map[j]` (empty: itself):
+    /// the same images seen through a pixel permutation without copying them.
+    feature_map: Vec<u32>,
 }
 
 impl SparseBatch {
@@ -148,6 +151,34 @@ impl SparseBatch {
         self.has_transpose = false;
         self.n_rows = 0;
         self.n_cols = cols;
+        self.feature_map.clear();
+    }
+
+    /// Reads every stored feature `j` as feature `map[j]` from now on (until [`Self::clear`]
+    /// or another map), so that one batch of base images serves every permuted task: the
+    /// products then equal, bit for bit, those of the batch built with the features moved.
+    /// Refused (returns false, nothing changed) unless `map` is a permutation of the
+    /// features.
+    pub fn set_feature_map(&mut self, map: &[u32]) -> bool {
+        if map.len() != self.n_cols {
+            return false;
+        }
+        let mut seen = vec![false; self.n_cols];
+        for &j in map {
+            match seen.get_mut(j as usize) {
+                Some(s) if !*s => *s = true,
+                _ => return false,
+            }
+        }
+        self.feature_map.clear();
+        self.feature_map.extend_from_slice(map);
+        self.has_transpose = false;
+        true
+    }
+
+    /// The feature map, if one is set.
+    fn map(&self) -> Option<&[u32]> {
+        (!self.feature_map.is_empty()).then_some(&self.feature_map[..])
     }
 
     /// Appends one input given by its non-zero entries `(feature, value)`, in any order.
@@ -179,6 +210,29 @@ impl SparseBatch {
     /// Builds the column-wise copy that gradients need.
     pub fn build_transpose(&mut self) {
         self.by_row.transpose_into(self.n_cols, &mut self.by_col);
+        if let Some(map) = self.map() {
+            // The columns become rows of the transpose: move them where the map says.
+            let mut starts = vec![0];
+            let mut cols = Vec::new();
+            let mut values = Vec::new();
+            let mut inverse = vec![u32::MAX; self.n_cols];
+            for (j, &m) in map.iter().enumerate() {
+                inverse[m as usize] = j as u32;
+            }
+            for &source in &inverse {
+                if source != u32::MAX {
+                    let (c, v) = self.by_col.row(source as usize);
+                    cols.extend_from_slice(c);
+                    values.extend_from_slice(v);
+                }
+                starts.push(cols.len());
+            }
+            self.by_col = SparseRows {
+                row_starts: starts,
+                cols,
+                values,
+            };
+        }
         self.has_transpose = true;
     }
 
@@ -207,6 +261,7 @@ impl SparseBatch {
         {
             let (cols, values) = self.by_row.row(r);
             for (&j, &v) in cols.iter().zip(values) {
+                let j = self.map().map_or(j, |m| m[j as usize]);
                 row[j as usize] = v;
             }
         }
@@ -218,7 +273,7 @@ impl SparseBatch {
 /// `n_rows x width`. Rows are shared among up to `threads` threads; each row's sum is
 /// computed the same way whatever the thread count.
 pub(crate) fn forward(x: &SparseBatch, w: &[f32], width: usize, out: &mut [f32], threads: usize) {
-    accumulate_rows(&x.by_row, w, width, out, threads)
+    accumulate_rows(&x.by_row, x.map(), w, width, out, threads)
 }
 
 /// `grad_w = X' delta` (overwritten, `n_cols x width`) for the sparse inputs `x` and the
@@ -231,30 +286,40 @@ pub(crate) fn weight_gradient(
     threads: usize,
 ) {
     grad_w.fill(0.0);
-    accumulate_rows(&x.by_col, delta, width, grad_w, threads)
+    // The transpose's rows are already where the feature map puts them.
+    accumulate_rows(&x.by_col, None, delta, width, grad_w, threads)
 }
 
 /// Fewer rows than this are not worth splitting among threads.
 const MIN_ROWS_PER_THREAD: usize = 64;
 
-/// `out[r, :] += sum_j x[r, j] * w[j, :]` for every row of `x`.
-fn accumulate_rows(x: &SparseRows, w: &[f32], width: usize, out: &mut [f32], threads: usize) {
+/// `out[r, :] += sum_j x[r, j] * w[map[j], :]` for every row of `x` (`map` the identity when
+/// `None`).
+fn accumulate_rows(
+    x: &SparseRows,
+    map: Option<&[u32]>,
+    w: &[f32],
+    width: usize,
+    out: &mut [f32],
+    threads: usize,
+) {
     use rayon::prelude::*;
     let rows = x.rows();
     if threads <= 1 || rows < 2 * MIN_ROWS_PER_THREAD || width == 0 {
-        return accumulate_rows_from(x, 0, w, width, out);
+        return accumulate_rows_from(x, map, 0, w, width, out);
     }
     let block = rows.div_ceil(threads).max(MIN_ROWS_PER_THREAD);
     out[..rows * width]
         .par_chunks_mut(block * width)
         .enumerate()
-        .for_each(|(b, chunk)| accumulate_rows_from(x, b * block, w, width, chunk));
+        .for_each(|(b, chunk)| accumulate_rows_from(x, map, b * block, w, width, chunk));
 }
 
 /// Rows `first_row..` of `x` into `out` (which starts at that row), with the best
 /// instruction set the CPU has.
 fn accumulate_rows_from(
     x: &SparseRows,
+    map: Option<&[u32]>,
     first_row: usize,
     w: &[f32],
     width: usize,
@@ -264,24 +329,44 @@ fn accumulate_rows_from(
     {
         // SAFETY: each variant runs only on a CPU that has its instruction set.
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return unsafe { x86::accumulate_rows_avx512(x, first_row, w, width, out) };
+            return unsafe { x86::accumulate_rows_avx512(x, map, first_row, w, width, out) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
-            return unsafe { x86::accumulate_rows_avx2(x, first_row, w, width, out) };
+            return unsafe { x86::accumulate_rows_avx2(x, map, first_row, w, width, out) };
         }
     }
-    accumulate_rows_body(x, first_row, w, width, out)
+    accumulate_rows_mapped(x, map, first_row, w, width, out)
 }
 
+/// The kernel with or without a feature map (two instantiations, no branch in the loop).
 #[inline(always)]
-fn accumulate_rows_body(
+fn accumulate_rows_mapped(
     x: &SparseRows,
+    map: Option<&[u32]>,
     first_row: usize,
     w: &[f32],
     width: usize,
     out: &mut [f32],
 ) {
-    let w_row = |j: u32| &w[j as usize * width..(j as usize + 1) * width];
+    match map {
+        Some(map) => accumulate_rows_body(x, |j| map[j as usize], first_row, w, width, out),
+        None => accumulate_rows_body(x, |j| j, first_row, w, width, out),
+    }
+}
+
+#[inline(always)]
+fn accumulate_rows_body(
+    x: &SparseRows,
+    feature: impl Fn(u32) -> u32,
+    first_row: usize,
+    w: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
+    let w_row = |j: u32| {
+        let j = feature(j) as usize;
+        &w[j * width..(j + 1) * width]
+    };
     let rows = x.rows().saturating_sub(first_row);
     for (r, out_row) in out.chunks_exact_mut(width).enumerate().take(rows) {
         let (cols, values) = x.row(first_row + r);
@@ -306,34 +391,87 @@ fn accumulate_rows_body(
 /// The kernel compiled for wider vector units.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{accumulate_rows_body, SparseRows};
+    use super::{accumulate_rows_mapped, SparseRows};
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn accumulate_rows_avx512(
         x: &SparseRows,
+        map: Option<&[u32]>,
         first_row: usize,
         w: &[f32],
         width: usize,
         out: &mut [f32],
     ) {
-        accumulate_rows_body(x, first_row, w, width, out)
+        accumulate_rows_mapped(x, map, first_row, w, width, out)
     }
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn accumulate_rows_avx2(
         x: &SparseRows,
+        map: Option<&[u32]>,
         first_row: usize,
         w: &[f32],
         width: usize,
         out: &mut [f32],
     ) {
-        accumulate_rows_body(x, first_row, w, width, out)
+        accumulate_rows_mapped(x, map, first_row, w, width, out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_feature_map_equals_the_batch_built_with_its_features_moved_bit_for_bit() {
+        let (n, d, width) = (70, 13, 6);
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| {
+                if i % 4 == 1 {
+                    (i as f32 * 0.37).sin()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let w: Vec<f32> = (0..d * width).map(|i| (i as f32 * 0.71).cos()).collect();
+        let delta: Vec<f32> = (0..n * width).map(|i| (i as f32 * 0.23).sin()).collect();
+        let map: Vec<u32> = (0..d as u32).map(|j| (j * 5 + 3) % d as u32).collect();
+        // Built with the features moved, in the order of the base features (as the
+        // benchmark's sparse fill does).
+        let mut moved = SparseBatch::default();
+        moved.clear(d);
+        let mut mapped = SparseBatch::default();
+        mapped.clear(d);
+        for row in x.chunks(d) {
+            let entries = row.iter().enumerate().filter(|(_, &v)| v != 0.0);
+            moved.push_row(entries.clone().map(|(j, &v)| (map[j], v)));
+            mapped.push_row(entries.map(|(j, &v)| (j as u32, v)));
+        }
+        assert!(
+            !mapped.set_feature_map(&[0, 0, 1]),
+            "not one entry per feature"
+        );
+        let mut not_a_permutation = map.clone();
+        not_a_permutation[1] = not_a_permutation[0];
+        assert!(!mapped.set_feature_map(&not_a_permutation));
+        assert!(mapped.set_feature_map(&map));
+        assert_eq!(mapped.to_dense(), moved.to_dense());
+        for threads in [1, 2] {
+            let (mut a, mut b) = (vec![0.5; n * width], vec![0.5; n * width]);
+            forward(&moved, &w, width, &mut a, threads);
+            forward(&mapped, &w, width, &mut b, threads);
+            assert_eq!(a, b, "forward, {threads} thread(s)");
+        }
+        moved.build_transpose();
+        mapped.build_transpose();
+        let (mut a, mut b) = (vec![0.0; d * width], vec![0.0; d * width]);
+        weight_gradient(&moved, &delta, width, &mut a, 1);
+        weight_gradient(&mapped, &delta, width, &mut b, 1);
+        assert_eq!(a, b, "weight gradient");
+        mapped.clear(d);
+        assert!(mapped.map().is_none(), "clear drops the map");
+    }
 
     #[test]
     fn sparse_products_match_dense_ones() {
