@@ -111,7 +111,7 @@ pub fn refuse_replacing_other(path: &Path, config: &ExperimentConfig) -> Result<
     };
     let existing: Option<RunResults> = serde_json::from_slice(&text).ok();
     let what = match existing {
-        Some(existing) if same_experiment(&existing.config, config) => return Ok(()),
+        Some(existing) if existing.config.same_experiment(config) => return Ok(()),
         Some(existing) => format!(
             "results of another configuration ({} on {}, seed {}, digest {})",
             existing.config.method.kind().id(),
@@ -125,13 +125,6 @@ pub fn refuse_replacing_other(path: &Path, config: &ExperimentConfig) -> Result<
         "{} holds {what}; give another --out, or --force to replace it",
         path.display()
     )
-}
-
-/// Whether two configurations describe the same experiment (the thread count aside).
-pub fn same_experiment(a: &ExperimentConfig, b: &ExperimentConfig) -> bool {
-    let mut a = a.clone();
-    a.threads = b.threads;
-    &a == b
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
+mod common;
+
+use common::assert_clean_error;
+
 const BIN: &str = env!("CARGO_BIN_EXE_episodic");
 
 fn episodic(args: &[&str]) -> Output {
@@ -67,17 +71,6 @@ fn write(dir: &Path, name: &str, value: &Value) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(value).unwrap()).unwrap();
     path
-}
-
-/// Asserts a clean failure: non-zero exit, one line on stderr that mentions `needle`.
-fn assert_clean_error(output: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
 }
 
 /// A light well-formedness check of an SVG file: it opens with `<svg` (or an XML

@@ -571,6 +571,14 @@ impl ExperimentConfig {
         self.benchmark.parse().ok()
     }
 
+    /// Whether `other` describes the same experiment: every setting equal but the thread
+    /// count, which does not change results.
+    pub fn same_experiment(&self, other: &Self) -> bool {
+        let mut a = self.clone();
+        a.threads = other.threads;
+        &a == other
+    }
+
     /// Checks every option, naming the offending one.
     pub fn validate(&self) -> Result<()> {
         if self.samples_per_task == Some(0) {

@@ -115,9 +115,7 @@ pub fn run_resumable(
     config.validate()?;
     if let Some(checkpoint) = &resume {
         // The thread count does not change results: a run may continue on other cores.
-        let mut saved = checkpoint.progress.config.clone();
-        saved.threads = config.threads;
-        if &saved != config {
+        if !checkpoint.progress.config.same_experiment(config) {
             return Err(Error::CheckpointContent {
                 reason: "it was written by a run with another configuration".into(),
             });

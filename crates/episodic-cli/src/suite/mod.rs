@@ -334,7 +334,8 @@ fn reusable(planned: &Planned, force: bool) -> Option<RunResults> {
     }
     let text = std::fs::read_to_string(&planned.out).ok()?;
     let existing: RunResults = serde_json::from_str(&text).ok()?;
-    let mut want = planned.config.clone();
-    want.threads = existing.config.threads;
-    (existing.config == want).then_some(existing)
+    existing
+        .config
+        .same_experiment(&planned.config)
+        .then_some(existing)
 }
