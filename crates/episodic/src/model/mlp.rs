@@ -295,10 +295,9 @@ impl Mlp {
                     false,
                     self.threads,
                 );
+                // A select, not a conditional store, so that it vectorises.
                 for (p, &a) in prev.iter_mut().zip(&self.activations[l - 1][..n * fan_in]) {
-                    if a <= 0.0 {
-                        *p = 0.0;
-                    }
+                    *p = if a <= 0.0 { 0.0 } else { *p };
                 }
                 std::mem::swap(&mut self.delta, &mut self.delta_prev);
             }
