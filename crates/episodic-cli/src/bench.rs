@@ -34,9 +34,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         config.seed
     );
     outln!(
-        "| threads | total s | memory gradients s | QP + projection s | evaluation s | rest s | peak RSS MB | ACC |"
+        "| threads | total s | memory gradients s | violation check s | QP s | projection s | evaluation s | rest s | peak RSS MB | ACC |"
     );
-    outln!("|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|---|---|");
     for &n in &threads {
         let out = dir.join(format!("bench-{n}.json"));
         let child = Command::new(&exe)
@@ -63,15 +63,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let t = r.timing;
         let rest = t.total_seconds
             - t.memory_gradient_seconds
+            - t.violation_check_seconds
+            - t.qp_seconds
             - t.projection_seconds
             - t.evaluation_seconds;
         let rss = t
             .peak_rss_bytes
             .map_or_else(|| "n/a".into(), |b| format!("{:.0}", b as f64 / 1e6));
         outln!(
-            "| {n} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {rss} | {:.4} |",
+            "| {n} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {rss} | {:.4} |",
             t.total_seconds,
             t.memory_gradient_seconds,
+            t.violation_check_seconds,
+            t.qp_seconds,
             t.projection_seconds,
             t.evaluation_seconds,
             rest,

@@ -5,7 +5,7 @@
 //! `cargo run --release -p episodic --example mlp_gradient_speed [sparse|dense]`
 use std::time::Instant;
 
-use episodic::model::{Mlp, MlpConfig, Model, SparseBatch};
+use episodic::model::{GradientFactors, Inputs, Mlp, MlpConfig, Model, SparseBatch};
 use rand::{Rng, SeedableRng};
 
 /// Milliseconds per call of `f`, best of five trials of `reps` calls.
@@ -61,6 +61,27 @@ fn main() -> episodic::Result<()> {
         })?;
         let f = best_ms(200, || mlp.logits_sparse(&cached, &mut logits))?;
         println!("cached sparse: gradient {g:.3} ms, forward {f:.3} ms (256 examples)");
+        // GEM's violation check: the memory's gradient factors, and their inner product with
+        // a batch of 10's factored gradient.
+        let (batch, batch_ys) = (&sparse[..10 * 784], &ys[..10]);
+        let mut batch_factors = GradientFactors::default();
+        let mut factors = GradientFactors::default();
+        let input = Inputs::Sparse(&cached);
+        mlp.loss_and_factors(Inputs::Dense(batch), batch_ys, 0..10, &mut batch_factors)?;
+        let fa = best_ms(200, || {
+            mlp.loss_and_factors(input, &ys, 0..10, &mut factors)
+                .map(drop)
+        })?;
+        let dot = best_ms(200, || {
+            mlp.factored_dot(Inputs::Dense(batch), &batch_factors, input, &factors)
+                .map(drop)
+        })?;
+        let formed = best_ms(200, || {
+            mlp.gradient_from_factors(input, &factors, &mut grad)
+        })?;
+        println!(
+            "factored: factors {fa:.3} ms, dot with a batch of 10 {dot:.3} ms, gradient from factors {formed:.3} ms"
+        );
     }
     Ok(())
 }

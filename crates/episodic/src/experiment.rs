@@ -429,6 +429,8 @@ fn run_in_pool(
             total_seconds: (earlier + started.elapsed()).as_secs_f64(),
             train_seconds: train_time.as_secs_f64(),
             memory_gradient_seconds: stats.memory_gradient_time.as_secs_f64(),
+            violation_check_seconds: stats.violation_check_time.as_secs_f64(),
+            qp_seconds: stats.qp_time.as_secs_f64(),
             projection_seconds: stats.projection_time.as_secs_f64(),
             evaluation_seconds: evaluator.time.as_secs_f64(),
             data_seconds: 0.0,

@@ -31,7 +31,14 @@ pub struct Timing {
     pub train_seconds: f64,
     /// Gradients on past tasks' memories (part of training).
     pub memory_gradient_seconds: f64,
-    /// Violation check, QP and projection (part of training).
+    /// Checking whether steps violate past tasks' constraints (part of training).
+    #[serde(default)]
+    pub violation_check_seconds: f64,
+    /// Forming and solving the QPs of projected steps (part of training).
+    #[serde(default)]
+    pub qp_seconds: f64,
+    /// Applying the projections (part of training; results written before the check and
+    /// the QP were timed apart count all three here).
     pub projection_seconds: f64,
     /// All evaluations.
     pub evaluation_seconds: f64,

@@ -44,7 +44,7 @@ mod single;
 pub use agem::Agem;
 pub use er::Er;
 pub use ewc::Ewc;
-pub use gem::Gem;
+pub use gem::{DecisionAudit, Gem};
 pub use icarl::Icarl;
 pub use independent::Independent;
 pub use multimodal::Multimodal;
@@ -86,7 +86,13 @@ pub struct MethodStats {
     /// Time spent on past tasks' memory gradients.
     #[serde(skip)]
     pub memory_gradient_time: Duration,
-    /// Time spent on the violation check, the QP and the projection.
+    /// Time spent checking whether a step violates a past task's constraint.
+    #[serde(skip)]
+    pub violation_check_time: Duration,
+    /// Time spent forming and solving the QP of projected steps.
+    #[serde(skip)]
+    pub qp_time: Duration,
+    /// Time spent applying the projection to the gradient.
     #[serde(skip)]
     pub projection_time: Duration,
 }

@@ -4,15 +4,26 @@
 //! parameters contiguous lets a method store a task's gradient as one row of a matrix and
 //! project or step with plain slice arithmetic.
 
+mod factors;
 mod mlp;
 mod sparse;
 
+pub use factors::GradientFactors;
 pub use mlp::{Mlp, MlpConfig};
 pub use sparse::SparseBatch;
 
 use std::ops::Range;
 
 use crate::error::{Error, Result};
+
+/// A batch of model inputs: dense rows, or their non-zero entries.
+#[derive(Debug, Clone, Copy)]
+pub enum Inputs<'a> {
+    /// Row-major rows of `input_dim` features.
+    Dense(&'a [f32]),
+    /// The rows' non-zero entries (with the transpose built, for gradients).
+    Sparse(&'a SparseBatch),
+}
 
 /// A classifier whose trainable parameters are one flat `f32` vector.
 pub trait Model: Send {
@@ -63,6 +74,46 @@ pub trait Model: Send {
     /// path use the dense one.
     fn logits_sparse(&mut self, xs: &SparseBatch, out: &mut [f32]) -> Result<()> {
         self.logits(&xs.to_dense(), out)
+    }
+    /// The mean cross-entropy of `xs` (as [`Model::loss_and_grad`]) with its gradient kept
+    /// as factors in `factors` (see [`GradientFactors`]) instead of formed; `Ok(None)` for
+    /// models whose gradients do not factor (callers then form them).
+    fn loss_and_factors(
+        &mut self,
+        _xs: Inputs<'_>,
+        _ys: &[u32],
+        _head: Range<usize>,
+        _factors: &mut GradientFactors,
+    ) -> Result<Option<f32>> {
+        Ok(None)
+    }
+    /// The gradient (into `grad`, overwritten) whose factors [`Model::loss_and_factors`]
+    /// wrote for the same inputs `xs` and the current parameters: bit for bit what
+    /// [`Model::loss_and_grad`] gives.
+    fn gradient_from_factors(
+        &mut self,
+        _xs: Inputs<'_>,
+        _factors: &GradientFactors,
+        _grad: &mut [f32],
+    ) -> Result<()> {
+        Err(Error::InvalidOption {
+            option: "model",
+            reason: "this model does not factor its gradients".into(),
+        })
+    }
+    /// The inner product of two factored gradients (`fa` computed on `a`, `fb` on `b`),
+    /// without forming them; equal to the product of the formed gradients up to rounding.
+    fn factored_dot(
+        &mut self,
+        _a: Inputs<'_>,
+        _fa: &GradientFactors,
+        _b: Inputs<'_>,
+        _fb: &GradientFactors,
+    ) -> Result<f64> {
+        Err(Error::InvalidOption {
+            option: "model",
+            reason: "this model does not factor its gradients".into(),
+        })
     }
     /// An independent copy (same parameters, its own work buffers), e.g. for a worker thread.
     fn fork(&self) -> Box<dyn Model>;

@@ -13,8 +13,9 @@ use std::ops::Range;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::factors::{weighted_sum, GradientFactors};
 use super::sparse::{self, SparseBatch};
-use super::{check_labels, cross_entropy, Model};
+use super::{check_labels, cross_entropy, Inputs, Model};
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 
@@ -78,12 +79,15 @@ pub struct Mlp {
     layers: Vec<LayerOffsets>,
     params: Vec<f32>,
     threads: usize,
-    /// Post-activation outputs of each layer (the last holds the logits).
-    activations: Vec<Vec<f32>>,
-    delta: Vec<f32>,
-    delta_prev: Vec<f32>,
+    /// The last pass's layer outputs (the last holds the logits) and output gradients.
+    own: GradientFactors,
     /// The current input's non-zero entries, when it is sparse enough.
     sparse_scratch: SparseBatch,
+    /// Work space of [`Model::factored_dot`]: the first layer's transposed inputs and two
+    /// Gram matrices.
+    gram_inputs: Vec<f32>,
+    gram_a: Vec<f32>,
+    gram_d: Vec<f32>,
 }
 
 impl Mlp {
@@ -109,14 +113,19 @@ impl Mlp {
             layers.push(LayerOffsets { weight, bias });
         }
         Ok(Self {
-            activations: vec![Vec::new(); layers.len()],
+            own: GradientFactors {
+                rows: 0,
+                outputs: vec![Vec::new(); layers.len()],
+                deltas: vec![Vec::new(); layers.len()],
+            },
             widths,
             layers,
             params,
             threads: threads.max(1),
-            delta: Vec::new(),
-            delta_prev: Vec::new(),
             sparse_scratch: SparseBatch::default(),
+            gram_inputs: Vec::new(),
+            gram_a: Vec::new(),
+            gram_d: Vec::new(),
         })
     }
 
@@ -137,29 +146,31 @@ impl Mlp {
         Ok(xs.len() / d)
     }
 
-    /// Grows the work buffers to hold `n` rows.
-    fn reserve(&mut self, n: usize) {
-        for (l, act) in self.activations.iter_mut().enumerate() {
+    /// Grows the layer outputs (and, `with_deltas`, the output gradients) to hold `n` rows.
+    fn reserve(&mut self, n: usize, with_deltas: bool) {
+        let layers = self.layers.len();
+        self.own.outputs.resize(layers, Vec::new());
+        self.own.deltas.resize(layers, Vec::new());
+        let bufs = self.own.outputs.iter_mut().zip(&mut self.own.deltas);
+        for (l, (out, delta)) in bufs.enumerate() {
             let need = n * self.widths[l + 1];
-            if act.len() < need {
-                act.resize(need, 0.0);
+            if out.len() < need {
+                out.resize(need, 0.0);
             }
-        }
-        let widest = n * self.widths.iter().copied().max().unwrap_or(0);
-        for buf in [&mut self.delta, &mut self.delta_prev] {
-            if buf.len() < widest {
-                buf.resize(widest, 0.0);
+            if with_deltas && delta.len() < need {
+                delta.resize(need, 0.0);
             }
         }
     }
 
-    /// Forward pass over `n` inputs; leaves every layer's output in `activations`.
+    /// Forward pass over `n` inputs; leaves every layer's output in `own.outputs`.
     fn forward(&mut self, input: FirstLayerInput<'_>, n: usize) {
-        self.reserve(n);
+        self.reserve(n, false);
+        self.own.rows = n;
         let last = self.layers.len() - 1;
         for (l, off) in self.layers.iter().enumerate() {
             let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
-            let (before, rest) = self.activations.split_at_mut(l);
+            let (before, rest) = self.own.outputs.split_at_mut(l);
             let out = &mut rest[0][..n * fan_out];
             let bias = &self.params[off.bias..off.bias + fan_out];
             for row in out.chunks_exact_mut(fan_out) {
@@ -214,7 +225,7 @@ impl Mlp {
 
     /// Copies the last forward pass's logits (as many rows as `out` holds) into `out`.
     fn copy_logits(&self, out: &mut [f32]) {
-        out.copy_from_slice(&self.activations[self.layers.len() - 1][..out.len()]);
+        out.copy_from_slice(&self.own.outputs[self.layers.len() - 1][..out.len()]);
     }
 
     fn check_grad(&self, grad: &[f32]) -> Result<()> {
@@ -249,19 +260,61 @@ impl Mlp {
         grad: &mut [f32],
         objective: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
     ) -> f32 {
+        let loss = self.forward_and_deltas(input, n, objective);
+        self.weight_gradients(input, &self.own, grad);
+        loss
+    }
+
+    /// Forward pass, `objective` on the logits, and every layer's output gradient (into
+    /// `own.deltas`): the factors of the gradient, without forming it.
+    fn forward_and_deltas(
+        &mut self,
+        input: FirstLayerInput<'_>,
+        n: usize,
+        objective: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
+    ) -> f32 {
+        self.reserve(n, true);
         self.forward(input, n);
         let last = self.layers.len() - 1;
         let classes = self.num_classes();
         let loss = objective(
-            &self.activations[last][..n * classes],
-            &mut self.delta[..n * classes],
+            &self.own.outputs[last][..n * classes],
+            &mut self.own.deltas[last][..n * classes],
         );
+        for l in (1..self.layers.len()).rev() {
+            let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
+            let off = self.layers[l];
+            // d(input) = delta * W^T, then through the ReLU of layer l - 1.
+            let (below, at) = self.own.deltas.split_at_mut(l);
+            let prev = &mut below[l - 1][..n * fan_in];
+            matmul(
+                MatMut::row_major(prev, n, fan_in),
+                MatRef::row_major(&at[0][..n * fan_out], n, fan_out),
+                MatRef::row_major(&self.params[off.weight..off.bias], fan_in, fan_out).t(),
+                false,
+                self.threads,
+            );
+            // A select, not a conditional store, so that it vectorises.
+            for (p, &a) in prev.iter_mut().zip(&self.own.outputs[l - 1][..n * fan_in]) {
+                *p = if a <= 0.0 { 0.0 } else { *p };
+            }
+        }
+        loss as f32
+    }
 
+    /// The gradient (into `grad`) whose factors `forward_and_deltas` left in `factors` for
+    /// the first-layer input `input`: `dW = input' delta` and `db` = column sums of `delta`.
+    fn weight_gradients(
+        &self,
+        input: FirstLayerInput<'_>,
+        factors: &GradientFactors,
+        grad: &mut [f32],
+    ) {
+        let n = factors.rows;
         for l in (0..self.layers.len()).rev() {
             let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
             let off = self.layers[l];
-            let delta = &self.delta[..n * fan_out];
-            // dW = input^T * delta (fan_in x fan_out); db = column sums of delta.
+            let delta = &factors.deltas[l][..n * fan_out];
             let grad_w = &mut grad[off.weight..off.bias];
             let dense_input = match (l, input) {
                 (0, FirstLayerInput::Sparse(xs)) => {
@@ -269,7 +322,7 @@ impl Mlp {
                     None
                 }
                 (0, FirstLayerInput::Dense(xs)) => Some(xs),
-                _ => Some(&self.activations[l - 1][..n * fan_in]),
+                _ => Some(&factors.outputs[l - 1][..n * fan_in]),
             };
             if let Some(input) = dense_input {
                 matmul(
@@ -285,24 +338,98 @@ impl Mlp {
             for row in delta.chunks_exact(fan_out) {
                 db.iter_mut().zip(row).for_each(|(b, &d)| *b += d);
             }
-            if l > 0 {
-                // d(input) = delta * W^T, then through the ReLU of layer l - 1.
-                let prev = &mut self.delta_prev[..n * fan_in];
-                matmul(
-                    MatMut::row_major(prev, n, fan_in),
-                    MatRef::row_major(delta, n, fan_out),
-                    MatRef::row_major(&self.params[off.weight..off.bias], fan_in, fan_out).t(),
-                    false,
-                    self.threads,
-                );
-                // A select, not a conditional store, so that it vectorises.
-                for (p, &a) in prev.iter_mut().zip(&self.activations[l - 1][..n * fan_in]) {
-                    *p = if a <= 0.0 { 0.0 } else { *p };
-                }
-                std::mem::swap(&mut self.delta, &mut self.delta_prev);
+        }
+    }
+
+    /// The Gram matrix of the first layer's inputs of two batches: `gram_a[n * stride + m]
+    /// = a_m . b_n`, with `stride` the rows of `a` rounded up to a multiple of 8.
+    fn first_layer_gram(
+        &mut self,
+        a: &[f32],
+        rows_a: usize,
+        b: FirstLayerInput<'_>,
+        rows_b: usize,
+    ) -> usize {
+        let d = self.widths[0];
+        let stride = rows_a.div_ceil(8) * 8;
+        // a transposed (d x stride, zero-padded), so that each feature's row is contiguous.
+        self.gram_inputs.clear();
+        self.gram_inputs.resize(d * stride, 0.0);
+        for (m, row) in a.chunks_exact(d).take(rows_a).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                self.gram_inputs[j * stride + m] = v;
             }
         }
-        loss as f32
+        self.gram_a.clear();
+        self.gram_a.resize(rows_b * stride, 0.0);
+        match b {
+            FirstLayerInput::Sparse(xs) => {
+                sparse::forward(xs, &self.gram_inputs, stride, &mut self.gram_a, 1)
+            }
+            FirstLayerInput::Dense(xs) => matmul(
+                MatMut::row_major(&mut self.gram_a, rows_b, stride),
+                MatRef::row_major(xs, rows_b, d),
+                MatRef::row_major(&self.gram_inputs, d, stride),
+                false,
+                1,
+            ),
+        }
+        stride
+    }
+
+    /// `gram_d = b * a'` for row-major `a` (`rows_a x cols`) and `b` (`rows_b x cols`).
+    fn gram_into(
+        out: &mut Vec<f32>,
+        a: &[f32],
+        rows_a: usize,
+        b: &[f32],
+        rows_b: usize,
+        cols: usize,
+    ) {
+        out.clear();
+        out.resize(rows_b * rows_a, 0.0);
+        matmul(
+            MatMut::row_major(out, rows_b, rows_a),
+            MatRef::row_major(b, rows_b, cols),
+            MatRef::row_major(a, rows_a, cols).t(),
+            false,
+            1,
+        );
+    }
+
+    fn check_factors(&self, factors: &GradientFactors, rows: usize) -> Result<()> {
+        let n = factors.rows;
+        let fits = n == rows
+            && factors.outputs.len() == self.layers.len()
+            && factors.deltas.len() == self.layers.len()
+            && (0..self.layers.len()).all(|l| {
+                factors.outputs[l].len() >= n * self.widths[l + 1]
+                    && factors.deltas[l].len() >= n * self.widths[l + 1]
+            });
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::Shape {
+                what: "gradient factors (rows of the inputs they were computed on)",
+                expected: rows,
+                actual: n,
+            })
+        }
+    }
+
+    /// The number of rows of `xs` for the first layer, checked against the model's input.
+    fn input_rows(&self, xs: Inputs<'_>) -> Result<usize> {
+        match xs {
+            Inputs::Dense(xs) => self.check_inputs(xs),
+            Inputs::Sparse(xs) if xs.n_cols() == self.widths[0] && xs.n_rows() > 0 => {
+                Ok(xs.n_rows())
+            }
+            Inputs::Sparse(xs) => Err(Error::Shape {
+                what: "sparse model input (features per row)",
+                expected: self.widths[0],
+                actual: xs.n_cols(),
+            }),
+        }
     }
 }
 
@@ -412,6 +539,112 @@ impl Model for Mlp {
         Ok(())
     }
 
+    fn loss_and_factors(
+        &mut self,
+        xs: Inputs<'_>,
+        ys: &[u32],
+        head: Range<usize>,
+        factors: &mut GradientFactors,
+    ) -> Result<Option<f32>> {
+        let n = self.input_rows(xs)?;
+        if ys.len() != n {
+            return Err(Error::Shape {
+                what: "labels (one per input row)",
+                expected: n,
+                actual: ys.len(),
+            });
+        }
+        let classes = self.num_classes();
+        check_labels(ys, &head, classes)?;
+        let mut objective = |logits: &[f32], dlogits: &mut [f32]| {
+            cross_entropy(logits, classes, ys, head.clone(), dlogits)
+        };
+        let loss = match xs {
+            Inputs::Dense(xs) => self.with_input(xs, false, |mlp, input| {
+                mlp.forward_and_deltas(input, n, &mut objective)
+            }),
+            Inputs::Sparse(xs) => {
+                self.forward_and_deltas(FirstLayerInput::Sparse(xs), n, &mut objective)
+            }
+        };
+        // The factors take this pass's buffers; the model keeps the caller's old ones.
+        std::mem::swap(&mut self.own, factors);
+        Ok(Some(loss))
+    }
+
+    fn gradient_from_factors(
+        &mut self,
+        xs: Inputs<'_>,
+        factors: &GradientFactors,
+        grad: &mut [f32],
+    ) -> Result<()> {
+        let n = self.input_rows(xs)?;
+        self.check_factors(factors, n)?;
+        self.check_grad(grad)?;
+        match xs {
+            Inputs::Dense(xs) => self.with_input(xs, true, |mlp, input| {
+                mlp.weight_gradients(input, factors, grad)
+            }),
+            Inputs::Sparse(xs) if !xs.has_transpose() => {
+                return Err(Error::InvalidOption {
+                    option: "sparse batch",
+                    reason: "gradients need SparseBatch::build_transpose first".into(),
+                })
+            }
+            Inputs::Sparse(xs) => self.weight_gradients(FirstLayerInput::Sparse(xs), factors, grad),
+        }
+        Ok(())
+    }
+
+    fn factored_dot(
+        &mut self,
+        a: Inputs<'_>,
+        fa: &GradientFactors,
+        b: Inputs<'_>,
+        fb: &GradientFactors,
+    ) -> Result<f64> {
+        let (ra, rb) = (self.input_rows(a)?, self.input_rows(b)?);
+        self.check_factors(fa, ra)?;
+        self.check_factors(fb, rb)?;
+        let a_dense = match a {
+            Inputs::Dense(xs) => std::borrow::Cow::Borrowed(xs),
+            Inputs::Sparse(xs) => std::borrow::Cow::Owned(xs.to_dense()),
+        };
+        let b_input = match b {
+            Inputs::Dense(xs) => FirstLayerInput::Dense(xs),
+            Inputs::Sparse(xs) => FirstLayerInput::Sparse(xs),
+        };
+        let mut total = 0.0;
+        for l in 0..self.layers.len() {
+            let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
+            let stride = if l == 0 {
+                self.first_layer_gram(&a_dense, ra, b_input, rb)
+            } else {
+                let (xa, xb) = (&fa.outputs[l - 1], &fb.outputs[l - 1]);
+                Self::gram_into(
+                    &mut self.gram_a,
+                    &xa[..ra * fan_in],
+                    ra,
+                    &xb[..rb * fan_in],
+                    rb,
+                    fan_in,
+                );
+                ra
+            };
+            let (da, db) = (&fa.deltas[l], &fb.deltas[l]);
+            Self::gram_into(
+                &mut self.gram_d,
+                &da[..ra * fan_out],
+                ra,
+                &db[..rb * fan_out],
+                rb,
+                fan_out,
+            );
+            total += weighted_sum(&self.gram_a, stride, &self.gram_d, rb, ra);
+        }
+        Ok(total)
+    }
+
     fn fork(&self) -> Box<dyn Model> {
         Box::new(self.clone())
     }
@@ -433,166 +666,4 @@ impl Model for Mlp {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
-
-    fn small() -> (Mlp, Vec<f32>, Vec<u32>) {
-        let config = MlpConfig {
-            input: 6,
-            hidden: vec![5, 4],
-            classes: 3,
-        };
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let mlp = Mlp::new(&config, 1, &mut rng).unwrap();
-        let xs: Vec<f32> = (0..4 * 6).map(|_| rng.random_range(-1.0..1.0)).collect();
-        (mlp, xs, vec![0, 2, 1, 2])
-    }
-
-    #[test]
-    fn gradient_matches_finite_differences_dense_and_sparse_input() {
-        let (mlp, xs, ys) = small();
-        check_gradient(mlp.clone(), &xs, &ys, 0..3);
-        // Mostly-zero inputs take the sparse first layer.
-        let sparse: Vec<f32> = xs
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| if i % 4 == 0 { x } else { 0.0 })
-            .collect();
-        check_gradient(mlp, &sparse, &ys, 0..3);
-    }
-
-    fn check_gradient(mut mlp: Mlp, xs: &[f32], ys: &[u32], head: Range<usize>) {
-        // Non-zero biases so that every parameter matters.
-        let p = mlp.num_params();
-        for (i, v) in mlp.params_mut().iter_mut().enumerate() {
-            *v += 0.05 * ((i as f32) * 0.7).sin();
-        }
-        let mut grad = vec![0.0; p];
-        mlp.loss_and_grad(xs, ys, head.clone(), &mut grad).unwrap();
-        let mut scratch = vec![0.0; p];
-        let h = 1e-3f32;
-        let mut worst = 0.0f32;
-        for (i, &analytic) in grad.iter().enumerate() {
-            let orig = mlp.params()[i];
-            mlp.params_mut()[i] = orig + h;
-            let up = mlp
-                .loss_and_grad(xs, ys, head.clone(), &mut scratch)
-                .unwrap();
-            mlp.params_mut()[i] = orig - h;
-            let down = mlp
-                .loss_and_grad(xs, ys, head.clone(), &mut scratch)
-                .unwrap();
-            mlp.params_mut()[i] = orig;
-            let fd = (up - down) / (2.0 * h);
-            let err = (fd - analytic).abs() / (1e-2 + analytic.abs());
-            worst = worst.max(err);
-        }
-        assert!(worst < 2e-2, "worst relative gradient error {worst}");
-        assert!(grad.iter().any(|g| g.abs() > 1e-3));
-    }
-
-    #[test]
-    fn init_follows_xavier_uniform_with_zero_bias() {
-        let config = MlpConfig::default();
-        let mlp = Mlp::new(&config, 1, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
-        assert_eq!(
-            mlp.num_params(),
-            784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
-        );
-        let a1 = (3.0f32).sqrt() * (2.0f32 / 884.0).sqrt();
-        let w1 = &mlp.params()[..78_400];
-        assert!(w1.iter().all(|w| w.abs() <= a1));
-        assert!(w1.iter().map(|w| w.abs()).fold(0.0, f32::max) > 0.95 * a1);
-        assert!(mlp.params()[78_400..78_500].iter().all(|&b| b == 0.0));
-    }
-
-    #[test]
-    fn logits_agree_with_loss_and_batching() {
-        let (mut mlp, xs, ys) = small();
-        let mut all = vec![0.0; 4 * 3];
-        mlp.logits(&xs, &mut all).unwrap();
-        let mut one = vec![0.0; 3];
-        mlp.logits(&xs[6..12], &mut one).unwrap();
-        assert_eq!(&all[3..6], &one[..]);
-        let expected: f32 = all
-            .chunks(3)
-            .zip(&ys)
-            .map(|(r, &y)| {
-                let lse = r.iter().map(|v| v.exp()).sum::<f32>().ln();
-                lse - r[y as usize]
-            })
-            .sum::<f32>()
-            / 4.0;
-        let mut grad = vec![0.0; mlp.num_params()];
-        let loss = mlp.loss_and_grad(&xs, &ys, 0..3, &mut grad).unwrap();
-        assert!((loss - expected).abs() < 1e-5);
-    }
-
-    #[test]
-    fn rejects_bad_shapes_and_labels() {
-        let (mut mlp, xs, _) = small();
-        let mut grad = vec![0.0; mlp.num_params()];
-        assert!(mlp.loss_and_grad(&xs[..5], &[0], 0..3, &mut grad).is_err());
-        assert!(mlp.loss_and_grad(&xs, &[0, 1], 0..3, &mut grad).is_err());
-        assert!(mlp
-            .loss_and_grad(&xs, &[0, 1, 3, 0], 0..3, &mut grad)
-            .is_err());
-        assert!(mlp
-            .loss_and_grad(&xs, &[0, 1, 2, 0], 0..3, &mut grad[1..])
-            .is_err());
-        let outside = mlp
-            .loss_and_grad(&xs, &[0, 1, 2, 0], 1..3, &mut grad)
-            .unwrap_err();
-        assert!(matches!(outside, Error::LabelOutsideHead { label: 0, .. }));
-        assert!(mlp
-            .loss_and_grad(&xs, &[1, 1, 2, 1], 2..2, &mut grad)
-            .is_err());
-        assert!(mlp
-            .loss_and_grad(&xs, &[1, 1, 2, 1], 1..4, &mut grad)
-            .is_err());
-        assert!(mlp.logits(&xs, &mut [0.0; 3]).is_err());
-    }
-
-    #[test]
-    fn masked_head_uses_only_its_logits() {
-        let (mlp, xs, _) = small();
-        let ys = vec![1, 2, 2, 1];
-        check_gradient(mlp.clone(), &xs, &ys, 1..3);
-        let mut mlp = mlp;
-        let mut logits = vec![0.0; 4 * 3];
-        mlp.logits(&xs, &mut logits).unwrap();
-        let expected: f32 = logits
-            .chunks(3)
-            .zip(&ys)
-            .map(|(r, &y)| {
-                let lse = r[1..].iter().map(|v| v.exp()).sum::<f32>().ln();
-                lse - r[y as usize]
-            })
-            .sum::<f32>()
-            / 4.0;
-        let mut grad = vec![0.0; mlp.num_params()];
-        let loss = mlp.loss_and_grad(&xs, &ys, 1..3, &mut grad).unwrap();
-        assert!((loss - expected).abs() < 1e-5);
-        // The masked class's output bias gets no gradient.
-        let p = mlp.num_params();
-        assert_eq!(grad[p - 3], 0.0);
-        assert!(grad[p - 2].abs() > 0.0);
-    }
-
-    #[test]
-    fn custom_objective_matches_cross_entropy() {
-        let (mut mlp, xs, ys) = small();
-        let mut expected = vec![0.0; mlp.num_params()];
-        let want = mlp.loss_and_grad(&xs, &ys, 0..3, &mut expected).unwrap();
-        let mut grad = vec![0.0; mlp.num_params()];
-        let got = mlp
-            .loss_and_grad_with(&xs, &mut grad, &mut |logits, dlogits| {
-                crate::model::cross_entropy(logits, 3, &ys, 0..3, dlogits)
-            })
-            .unwrap();
-        assert_eq!(got, want);
-        assert_eq!(grad, expected);
-    }
-}
+mod tests;
