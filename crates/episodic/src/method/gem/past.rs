@@ -24,6 +24,8 @@ pub(super) struct PastTask<'a> {
     pub(super) row: &'a mut [f32],
     /// The task's inner product with the batch gradient, as the factors give it.
     pub(super) dot: &'a mut f64,
+    /// The same from the formed gradient.
+    pub(super) formed_dot: &'a mut f32,
 }
 
 /// The inputs of `memory`, sparse when they are sparse enough.
@@ -46,6 +48,7 @@ pub(super) struct PastBuffers<'a> {
     /// Row-major, one row of `params` floats per past task.
     pub(super) rows: &'a mut [f32],
     pub(super) dots: &'a mut [f64],
+    pub(super) formed_dots: &'a mut [f32],
     pub(super) params: usize,
 }
 
@@ -56,6 +59,7 @@ struct Group<'a> {
     rows: &'a mut [f32],
     factors: &'a mut [GradientFactors],
     dots: &'a mut [f64],
+    formed_dots: &'a mut [f32],
 }
 
 /// Runs `job` for every past task, the tasks split in consecutive groups among the model
@@ -73,6 +77,7 @@ where
         factors,
         rows,
         dots,
+        formed_dots,
         params: p,
     } = buffers;
     let past = slots.len();
@@ -93,8 +98,9 @@ where
             .iter()
             .zip(group.rows.chunks_exact_mut(p))
             .zip(group.factors)
-            .zip(group.dots);
-        for (((&slot, row), factors), dot) in tasks {
+            .zip(group.dots)
+            .zip(group.formed_dots);
+        for ((((&slot, row), factors), dot), formed_dot) in tasks {
             let (task, memory) = &memories[slot];
             job(PastTask {
                 model: group.model.as_mut(),
@@ -103,6 +109,7 @@ where
                 factors,
                 row,
                 dot,
+                formed_dot,
             })?;
         }
         Ok(())
@@ -113,13 +120,17 @@ where
         .zip(rows[..past * p].chunks_mut(per * p))
         .zip(factors[..past].chunks_mut(per))
         .zip(dots[..past].chunks_mut(per))
-        .map(|((((model, slots), rows), factors), dots)| Group {
-            model,
-            slots,
-            rows,
-            factors,
-            dots,
-        });
+        .zip(formed_dots[..past].chunks_mut(per))
+        .map(
+            |(((((model, slots), rows), factors), dots), formed_dots)| Group {
+                model,
+                slots,
+                rows,
+                factors,
+                dots,
+                formed_dots,
+            },
+        );
     if groups <= 1 {
         return jobs.into_iter().try_for_each(run);
     }
