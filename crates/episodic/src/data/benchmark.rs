@@ -295,17 +295,84 @@ impl Benchmark {
         for (k, y) in (start..).zip(ys.iter_mut()) {
             let k = t.test_indices.as_ref().map_or(k, |ix| ix[k] as usize);
             let (features, values) = nonzero.example(k);
-            for (&j, &x) in features.iter().zip(values) {
-                let (plane, pixel) = (j as usize / pixels, j as usize % pixels);
-                let offset = (plane * pixels) as u32;
-                for &i in t.inverse.targets(pixel) {
-                    xs.push(offset + i, x);
+            // The planes (channels) of an example's features, tracked without a division per
+            // feature: features come in ascending order.
+            let (mut offset, mut plane_end) = (0u32, pixels as u32);
+            let mut plane = |j: u32| {
+                while j >= plane_end {
+                    offset = plane_end;
+                    plane_end += pixels as u32;
+                }
+                offset
+            };
+            match t.inverse.padded() {
+                // Every slot written, the cursor moved by the pixel's count: no branch on the
+                // number of targets (0, 1 or 2 for a rotation), which mispredicts.
+                Some((width, padded)) => {
+                    let inverse = &t.inverse;
+                    xs.push_row_with(features.len() * width, |cols, vals| match width {
+                        1 => copy_targets::<1>(
+                            features, values, padded, inverse, &mut plane, cols, vals,
+                        ),
+                        2 => copy_targets::<2>(
+                            features, values, padded, inverse, &mut plane, cols, vals,
+                        ),
+                        3 => copy_targets::<3>(
+                            features, values, padded, inverse, &mut plane, cols, vals,
+                        ),
+                        _ => copy_targets::<4>(
+                            features, values, padded, inverse, &mut plane, cols, vals,
+                        ),
+                    })
+                }
+                None => {
+                    for (&j, &x) in features.iter().zip(values) {
+                        let offset = plane(j);
+                        for &i in t.inverse.targets((j - offset) as usize) {
+                            xs.push(offset + i, x);
+                        }
+                    }
+                    xs.end_row();
                 }
             }
-            xs.end_row();
             *y = self.output_of(self.data.test().labels[k]);
         }
     }
+}
+
+/// Writes the entries `(target, value)` of one sparse example's `(features, values)`
+/// through `inverse`, whose targets come `W` slots per source pixel in `padded`: every slot
+/// copied, the cursor moved by the pixel's count (no branch on the count, which mispredicts).
+/// `plane` gives each feature's channel offset. Returns the number of entries.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn copy_targets<const W: usize>(
+    features: &[u32],
+    values: &[f32],
+    padded: &[u32],
+    inverse: &InverseMap,
+    plane: &mut impl FnMut(u32) -> u32,
+    cols: &mut [u32],
+    vals: &mut [f32],
+) -> usize {
+    let mut n = 0;
+    for (&j, &x) in features.iter().zip(values) {
+        let offset = plane(j);
+        let pixel = (j - offset) as usize;
+        let slots: &[u32; W] = padded[pixel * W..(pixel + 1) * W]
+            .try_into()
+            .expect("W slots");
+        let (c, v): (&mut [u32; W], &mut [f32; W]) = (
+            (&mut cols[n..n + W]).try_into().expect("room"),
+            (&mut vals[n..n + W]).try_into().expect("room"),
+        );
+        for s in 0..W {
+            c[s] = offset + slots[s];
+            v[s] = x;
+        }
+        n += inverse.count(pixel);
+    }
+    n
 }
 
 /// The feature permutation of a pixel map that sends every source pixel to exactly one

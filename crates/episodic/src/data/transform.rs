@@ -138,7 +138,21 @@ impl PixelMap {
                 next[s as usize] += 1;
             }
         }
-        InverseMap { starts, targets }
+        let widest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as usize;
+        let padded = (widest <= MAX_PADDED_TARGETS).then(|| {
+            let mut padded = vec![0u32; source_pixels * widest];
+            for j in 0..source_pixels {
+                let row = &targets[starts[j] as usize..starts[j + 1] as usize];
+                padded[j * widest..j * widest + row.len()].copy_from_slice(row);
+            }
+            padded
+        });
+        InverseMap {
+            starts,
+            targets,
+            widest,
+            padded,
+        }
     }
 
     /// SHA-256 (hex) of the map, identifying a permutation in results files.
@@ -159,9 +173,29 @@ pub fn scale_pixel(p: u8) -> f32 {
 pub struct InverseMap {
     starts: Vec<u32>,
     targets: Vec<u32>,
+    /// The most targets of one source pixel.
+    widest: usize,
+    /// Source pixel `j`'s targets in slots `j * widest..`, the unused slots zero (when
+    /// `widest` is at most [`MAX_PADDED_TARGETS`]).
+    padded: Option<Vec<u32>>,
 }
 
+/// Source pixels with at most this many targets get fixed-width slots.
+const MAX_PADDED_TARGETS: usize = 4;
+
 impl InverseMap {
+    /// Each source pixel's targets in `width` fixed slots (unused ones zero) and the
+    /// number of targets of each, so that a caller can copy them without a branch per pixel;
+    /// `None` when a pixel has more than a few targets.
+    pub fn padded(&self) -> Option<(usize, &[u32])> {
+        self.padded.as_deref().map(|p| (self.widest, p))
+    }
+
+    /// The number of output pixels that copy source pixel `j`.
+    pub fn count(&self, j: usize) -> usize {
+        (self.starts[j + 1] - self.starts[j]) as usize
+    }
+
     /// The output pixels that copy source pixel `j` (none for a pixel rotated out of view).
     pub fn targets(&self, j: usize) -> &[u32] {
         &self.targets[self.starts[j] as usize..self.starts[j + 1] as usize]

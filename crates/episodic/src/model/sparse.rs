@@ -200,6 +200,31 @@ impl SparseBatch {
         }
     }
 
+    /// Appends one input whose entries `fill` writes, in order, into `cols` and `values`
+    /// (room for `room` entries each), returning how many it wrote. Every feature must be
+    /// below [`Self::n_cols`] and every value non-zero (not checked, unlike [`Self::push`]):
+    /// for fills that copy entries known to be valid without a branch per entry.
+    pub(crate) fn push_row_with(
+        &mut self,
+        room: usize,
+        fill: impl FnOnce(&mut [u32], &mut [f32]) -> usize,
+    ) {
+        let start = self.by_row.cols.len();
+        self.by_row.cols.resize(start + room, 0);
+        self.by_row.values.resize(start + room, 0.0);
+        let written = fill(
+            &mut self.by_row.cols[start..],
+            &mut self.by_row.values[start..],
+        )
+        .min(room);
+        debug_assert!(self.by_row.cols[start..start + written]
+            .iter()
+            .all(|&j| (j as usize) < self.n_cols));
+        self.by_row.cols.truncate(start + written);
+        self.by_row.values.truncate(start + written);
+        self.end_row();
+    }
+
     /// Closes the input being built by [`Self::push`].
     pub fn end_row(&mut self) {
         self.by_row.row_starts.push(self.by_row.cols.len());
