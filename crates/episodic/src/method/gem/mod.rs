@@ -99,6 +99,8 @@ pub struct Gem {
     /// When set, every step also forms the past gradients and counts whether their inner
     /// products decide as the factored ones did.
     audit: Option<DecisionAudit>,
+    /// Whether the workers hold the model's current parameters.
+    workers_in_sync: bool,
 }
 
 /// How often the factored violation check decided as the formed gradients do.
@@ -130,6 +132,7 @@ impl Gem {
     /// (results do not depend on it).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.workers = (1..threads.max(1)).map(|_| self.model.fork()).collect();
+        self.workers_in_sync = false;
         self
     }
 
@@ -176,6 +179,7 @@ impl Gem {
             logits: Vec::new(),
             stats: MethodStats::default(),
             audit: None,
+            workers_in_sync: false,
         }
     }
 
@@ -228,6 +232,7 @@ impl Gem {
             dots: &mut self.factored_dots,
             formed_dots: &mut self.dots,
             params: p,
+            sync_workers: !std::mem::replace(&mut self.workers_in_sync, true),
         }
     }
 
@@ -491,6 +496,7 @@ impl Method for Gem {
             &self.grad,
             self.params.learning_rate as f32,
         );
+        self.workers_in_sync = false;
         let slot = self.memory_slot(batch.task);
         self.memories[slot].1.push_batch(batch.xs, batch.ys);
         self.stats.steps += 1;
@@ -507,6 +513,7 @@ impl Method for Gem {
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_model("model", self.model.as_mut())?;
+        self.workers_in_sync = false;
         // Task indices only label GEM's memories; any number of tasks is allowed.
         let memories = load_memories(
             state,

@@ -50,6 +50,8 @@ pub(super) struct PastBuffers<'a> {
     pub(super) dots: &'a mut [f64],
     pub(super) formed_dots: &'a mut [f32],
     pub(super) params: usize,
+    /// Whether the workers must first take the model's parameters (once per step).
+    pub(super) sync_workers: bool,
 }
 
 /// The past tasks one model copy runs, with their buffers.
@@ -63,7 +65,7 @@ struct Group<'a> {
 }
 
 /// Runs `job` for every past task, the tasks split in consecutive groups among the model
-/// and its workers (the workers first take the model's parameters).
+/// and its workers (which first take the model's parameters when `sync_workers`).
 pub(super) fn each_past_task<F>(buffers: PastBuffers<'_>, job: F) -> Result<()>
 where
     F: Fn(PastTask<'_>) -> Result<()> + Sync,
@@ -79,6 +81,7 @@ where
         dots,
         formed_dots,
         params: p,
+        sync_workers,
     } = buffers;
     let past = slots.len();
     if past == 0 {
@@ -86,7 +89,7 @@ where
     }
     let groups = (workers.len() + 1).min(past);
     let per = past.div_ceil(groups);
-    if groups > 1 {
+    if groups > 1 && sync_workers {
         let params = model.params();
         for worker in &mut workers[..groups - 1] {
             worker.params_mut().copy_from_slice(params);
