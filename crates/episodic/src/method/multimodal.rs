@@ -3,11 +3,12 @@
 //! The paper's "multimodal" baseline (Lopez-Paz and Ranzato, NIPS 2017, section 5): like
 //! `single`, but each task reads its input through its own first layer, so tasks with
 //! different input statistics (permuted or rotated pixels) need not share one input map.
-//! The reference's network is: task t's input layer `input -> h`, then its `n_layers`
-//! shared hidden layers `h -> h` and the shared output layer (784-100 | 100-100-100-10 on
-//! MNIST, one more hidden layer than the other methods' 784-100-100-10). We build the same:
-//! a task-specific `input -> hidden[0]` layer, then the shared `hidden[0] -> hidden[0] ->
-//! ... -> hidden[last] -> classes` stack.
+//! The reference's network is: task t's input layer `input -> h`, then `n_layers - 1`
+//! shared hidden layers `h -> h` and the shared output layer (its `main.py` lowers
+//! `n_layers` by one for this model), so on MNIST 784-100 per task, then 100-100 and 100-10
+//! shared: the same depth as the other methods' 784-100-100-10. We build the same: the
+//! model's first layer `input -> hidden[0]` per task, the rest of the model
+//! (`hidden[0] -> ... -> hidden[last] -> classes`) shared.
 //!
 //! Hyper-parameter (paper): learning rate 0.1 on both MNIST continua. Plain SGD.
 //!
@@ -25,7 +26,7 @@ use super::{
 };
 use crate::config::MultimodalParams;
 use crate::error::{Error, Result};
-use crate::model::{Mlp, MlpConfig, Model, SparseBatch};
+use crate::model::{Mlp, Model, SparseBatch};
 use crate::rng::{self, Purpose};
 use crate::state::{bounded, State};
 
@@ -45,19 +46,14 @@ pub struct Multimodal {
 }
 
 impl Multimodal {
-    /// One input layer per task of `setup.tasks`, over shared layers shaped after
-    /// `setup.model`.
+    /// One input layer per task of `setup.tasks` (the first layer of `setup.model`), over
+    /// the rest of `setup.model`, shared.
     pub fn new(setup: &Setup, params: MultimodalParams) -> Result<Self> {
         let first = *setup.model.hidden.first().ok_or(Error::InvalidOption {
             option: "model",
             reason: "multimodal needs at least one hidden layer".into(),
         })?;
-        let mut hidden = vec![first];
-        hidden.extend(&setup.model.hidden);
-        let config = MlpConfig {
-            hidden,
-            ..setup.model.clone()
-        };
+        let config = setup.model.clone();
         let mut rng = rng::stream(setup.seed, Purpose::ModelInit);
         let nets = (0..setup.tasks.max(1))
             .map(|_| Ok(Box::new(Mlp::new(&config, setup.threads, &mut rng)?) as Box<dyn Model>))
@@ -169,11 +165,8 @@ mod tests {
         let mut method = Multimodal::new(&setup, MultimodalParams { learning_rate: 0.1 }).unwrap();
         let k = method.input_layer_len;
         assert_eq!(k, 6 * 8 + 8);
-        // 6-8 | 8-8-4-3
-        assert_eq!(
-            method.nets[0].num_params(),
-            k + 8 * 8 + 8 + 8 * 4 + 4 + 4 * 3 + 3
-        );
+        // 6-8 | 8-4-3: the model's own depth, as the reference (its 784-100 | 100-100-10)
+        assert_eq!(method.nets[0].num_params(), k + 8 * 4 + 4 + 4 * 3 + 3);
         for task in 0..3 {
             let inputs: Vec<Vec<f32>> = method
                 .nets
