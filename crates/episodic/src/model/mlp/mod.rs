@@ -13,11 +13,13 @@ use std::ops::Range;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::factors::{weighted_sum, GradientFactors};
+use super::factors::GradientFactors;
 use super::sparse::{self, SparseBatch};
 use super::{check_labels, cross_entropy, Inputs, Model};
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
+
+mod factored;
 
 /// Layer sizes of an [`Mlp`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,97 +342,6 @@ impl Mlp {
             }
         }
     }
-
-    /// The Gram matrix of the first layer's inputs of two batches: `gram_a[n * stride + m]
-    /// = a_m . b_n`, with `stride` the rows of `a` rounded up to a multiple of 8.
-    fn first_layer_gram(
-        &mut self,
-        a: &[f32],
-        rows_a: usize,
-        b: FirstLayerInput<'_>,
-        rows_b: usize,
-    ) -> usize {
-        let d = self.widths[0];
-        let stride = rows_a.div_ceil(8) * 8;
-        // a transposed (d x stride, zero-padded), so that each feature's row is contiguous.
-        self.gram_inputs.clear();
-        self.gram_inputs.resize(d * stride, 0.0);
-        for (m, row) in a.chunks_exact(d).take(rows_a).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                self.gram_inputs[j * stride + m] = v;
-            }
-        }
-        self.gram_a.clear();
-        self.gram_a.resize(rows_b * stride, 0.0);
-        match b {
-            FirstLayerInput::Sparse(xs) => {
-                sparse::forward(xs, &self.gram_inputs, stride, &mut self.gram_a, 1)
-            }
-            FirstLayerInput::Dense(xs) => matmul(
-                MatMut::row_major(&mut self.gram_a, rows_b, stride),
-                MatRef::row_major(xs, rows_b, d),
-                MatRef::row_major(&self.gram_inputs, d, stride),
-                false,
-                1,
-            ),
-        }
-        stride
-    }
-
-    /// `gram_d = b * a'` for row-major `a` (`rows_a x cols`) and `b` (`rows_b x cols`).
-    fn gram_into(
-        out: &mut Vec<f32>,
-        a: &[f32],
-        rows_a: usize,
-        b: &[f32],
-        rows_b: usize,
-        cols: usize,
-    ) {
-        out.clear();
-        out.resize(rows_b * rows_a, 0.0);
-        matmul(
-            MatMut::row_major(out, rows_b, rows_a),
-            MatRef::row_major(b, rows_b, cols),
-            MatRef::row_major(a, rows_a, cols).t(),
-            false,
-            1,
-        );
-    }
-
-    fn check_factors(&self, factors: &GradientFactors, rows: usize) -> Result<()> {
-        let n = factors.rows;
-        let fits = n == rows
-            && factors.outputs.len() == self.layers.len()
-            && factors.deltas.len() == self.layers.len()
-            && (0..self.layers.len()).all(|l| {
-                factors.outputs[l].len() >= n * self.widths[l + 1]
-                    && factors.deltas[l].len() >= n * self.widths[l + 1]
-            });
-        if fits {
-            Ok(())
-        } else {
-            Err(Error::Shape {
-                what: "gradient factors (rows of the inputs they were computed on)",
-                expected: rows,
-                actual: n,
-            })
-        }
-    }
-
-    /// The number of rows of `xs` for the first layer, checked against the model's input.
-    fn input_rows(&self, xs: Inputs<'_>) -> Result<usize> {
-        match xs {
-            Inputs::Dense(xs) => self.check_inputs(xs),
-            Inputs::Sparse(xs) if xs.n_cols() == self.widths[0] && xs.n_rows() > 0 => {
-                Ok(xs.n_rows())
-            }
-            Inputs::Sparse(xs) => Err(Error::Shape {
-                what: "sparse model input (features per row)",
-                expected: self.widths[0],
-                actual: xs.n_cols(),
-            }),
-        }
-    }
 }
 
 /// What the first layer reads: dense rows, or their non-zero entries.
@@ -603,46 +514,7 @@ impl Model for Mlp {
         b: Inputs<'_>,
         fb: &GradientFactors,
     ) -> Result<f64> {
-        let (ra, rb) = (self.input_rows(a)?, self.input_rows(b)?);
-        self.check_factors(fa, ra)?;
-        self.check_factors(fb, rb)?;
-        let a_dense = match a {
-            Inputs::Dense(xs) => std::borrow::Cow::Borrowed(xs),
-            Inputs::Sparse(xs) => std::borrow::Cow::Owned(xs.to_dense()),
-        };
-        let b_input = match b {
-            Inputs::Dense(xs) => FirstLayerInput::Dense(xs),
-            Inputs::Sparse(xs) => FirstLayerInput::Sparse(xs),
-        };
-        let mut total = 0.0;
-        for l in 0..self.layers.len() {
-            let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
-            let stride = if l == 0 {
-                self.first_layer_gram(&a_dense, ra, b_input, rb)
-            } else {
-                let (xa, xb) = (&fa.outputs[l - 1], &fb.outputs[l - 1]);
-                Self::gram_into(
-                    &mut self.gram_a,
-                    &xa[..ra * fan_in],
-                    ra,
-                    &xb[..rb * fan_in],
-                    rb,
-                    fan_in,
-                );
-                ra
-            };
-            let (da, db) = (&fa.deltas[l], &fb.deltas[l]);
-            Self::gram_into(
-                &mut self.gram_d,
-                &da[..ra * fan_out],
-                ra,
-                &db[..rb * fan_out],
-                rb,
-                fan_out,
-            );
-            total += weighted_sum(&self.gram_a, stride, &self.gram_d, rb, ra);
-        }
-        Ok(total)
+        self.dot_of_factors(a, fa, b, fb)
     }
 
     fn fork(&self) -> Box<dyn Model> {
