@@ -23,6 +23,11 @@ pub struct GradientFactors {
     pub(crate) outputs: Vec<Vec<f32>>,
     /// The loss's gradient with respect to each layer's output before its activation.
     pub(crate) deltas: Vec<Vec<f32>>,
+    /// For a batch of few dense rows: its inputs transposed and zero-padded to
+    /// `inputs_t_stride` columns (the first layer's Gram matrices read them, once per step
+    /// for every past task); `inputs_t_stride` 0 when not kept.
+    pub(crate) inputs_t: Vec<f32>,
+    pub(crate) inputs_t_stride: usize,
 }
 
 impl GradientFactors {
@@ -45,4 +50,19 @@ pub(crate) fn weighted_sum(a: &[f32], a_stride: usize, d: &[f32], rows: usize, c
         total += f64::from(row);
     }
     total
+}
+
+/// Writes the first `rows` rows of the row-major `a` (`cols` columns) transposed into `out`
+/// (`cols x stride`, zero-padded, `stride` = `rows` rounded up to a multiple of 8), so that
+/// each column of `a` is a contiguous row; returns `stride`.
+pub(crate) fn transpose_padded(a: &[f32], rows: usize, cols: usize, out: &mut Vec<f32>) -> usize {
+    let stride = rows.div_ceil(8) * 8;
+    out.clear();
+    out.resize(cols * stride, 0.0);
+    for (m, row) in a.chunks_exact(cols).take(rows).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * stride + m] = v;
+        }
+    }
+    stride
 }

@@ -5,7 +5,7 @@
 use super::{FirstLayerInput, Mlp};
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
-use crate::model::factors::{weighted_sum, GradientFactors};
+use crate::model::factors::{transpose_padded, weighted_sum, GradientFactors};
 use crate::model::{sparse, Inputs};
 
 impl Mlp {
@@ -33,7 +33,7 @@ impl Mlp {
         for l in 0..self.layers.len() {
             let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
             let stride = if l == 0 {
-                self.first_layer_gram(&a_dense, ra, b_input, rb)
+                self.first_layer_gram(&a_dense, fa, ra, b_input, rb)
             } else {
                 let (xa, xb) = (&fa.outputs[l - 1], &fb.outputs[l - 1]);
                 Self::gram_into(
@@ -65,30 +65,28 @@ impl Mlp {
     fn first_layer_gram(
         &mut self,
         a: &[f32],
+        fa: &GradientFactors,
         rows_a: usize,
         b: FirstLayerInput<'_>,
         rows_b: usize,
     ) -> usize {
         let d = self.widths[0];
-        let stride = rows_a.div_ceil(8) * 8;
-        // a transposed (d x stride, zero-padded), so that each feature's row is contiguous.
-        self.gram_inputs.clear();
-        self.gram_inputs.resize(d * stride, 0.0);
-        for (m, row) in a.chunks_exact(d).take(rows_a).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                self.gram_inputs[j * stride + m] = v;
-            }
-        }
+        // a transposed (d x stride, zero-padded), so that each feature's row is contiguous:
+        // kept in the batch's factors, else made here.
+        let (a_t, stride) = if fa.inputs_t_stride > 0 {
+            (&fa.inputs_t[..], fa.inputs_t_stride)
+        } else {
+            let stride = transpose_padded(a, rows_a, d, &mut self.gram_inputs);
+            (&self.gram_inputs[..], stride)
+        };
         self.gram_a.clear();
         self.gram_a.resize(rows_b * stride, 0.0);
         match b {
-            FirstLayerInput::Sparse(xs) => {
-                sparse::forward(xs, &self.gram_inputs, stride, &mut self.gram_a, 1)
-            }
+            FirstLayerInput::Sparse(xs) => sparse::forward(xs, a_t, stride, &mut self.gram_a, 1),
             FirstLayerInput::Dense(xs) => matmul(
                 MatMut::row_major(&mut self.gram_a, rows_b, stride),
                 MatRef::row_major(xs, rows_b, d),
-                MatRef::row_major(&self.gram_inputs, d, stride),
+                MatRef::row_major(a_t, d, stride),
                 false,
                 1,
             ),

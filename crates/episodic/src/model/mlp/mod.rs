@@ -13,7 +13,7 @@ use std::ops::Range;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::factors::GradientFactors;
+use super::factors::{transpose_padded, GradientFactors};
 use super::sparse::{self, SparseBatch};
 use super::{check_labels, cross_entropy, Inputs, Model};
 use crate::error::{Error, Result};
@@ -119,6 +119,7 @@ impl Mlp {
                 rows: 0,
                 outputs: vec![Vec::new(); layers.len()],
                 deltas: vec![Vec::new(); layers.len()],
+                ..GradientFactors::default()
             },
             widths,
             layers,
@@ -344,6 +345,10 @@ impl Mlp {
     }
 }
 
+/// Batches of at most this many dense rows keep their transposed inputs in their factors
+/// (GEM's batch, whose first-layer Gram matrix with every past memory reads them).
+const MAX_TRANSPOSED_ROWS: usize = 32;
+
 /// What the first layer reads: dense rows, or their non-zero entries.
 #[derive(Clone, Copy)]
 enum FirstLayerInput<'a> {
@@ -410,13 +415,7 @@ impl Model for Mlp {
         head: Range<usize>,
         grad: &mut [f32],
     ) -> Result<f32> {
-        if xs.n_cols() != self.widths[0] || xs.n_rows() == 0 {
-            return Err(Error::Shape {
-                what: "sparse model input (features per row)",
-                expected: self.widths[0],
-                actual: xs.n_cols(),
-            });
-        }
+        self.input_rows(Inputs::Sparse(xs))?;
         if !xs.has_transpose() {
             return Err(Error::InvalidOption {
                 option: "sparse batch",
@@ -480,6 +479,12 @@ impl Model for Mlp {
         };
         // The factors take this pass's buffers; the model keeps the caller's old ones.
         std::mem::swap(&mut self.own, factors);
+        factors.inputs_t_stride = match xs {
+            Inputs::Dense(xs) if n <= MAX_TRANSPOSED_ROWS => {
+                transpose_padded(xs, n, self.widths[0], &mut factors.inputs_t)
+            }
+            _ => 0,
+        };
         Ok(Some(loss))
     }
 
