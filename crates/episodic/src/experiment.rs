@@ -493,10 +493,13 @@ impl<'a> Evaluator<'a> {
         let chunk = self.ys.len();
         let tasks = self.bench.tasks().len();
         let mut correct = vec![0usize; tasks];
-        // Tasks that see the base test images through a feature permutation share each chunk
-        // of them: it is filled once and read through each task's map.
+        // Tasks that see the base test images through a feature permutation or fold share
+        // each chunk of them: it is filled once and read through each task's map or fold.
         let mapped: Vec<usize> = (0..tasks)
-            .filter(|&t| self.bench.test_feature_map(t).is_some())
+            .filter(|&t| {
+                self.bench.test_feature_map(t).is_some()
+                    || self.bench.test_feature_fold(t).is_some()
+            })
             .collect();
         if let Some(&first) = mapped.first() {
             let n = self.bench.test_len(first);
@@ -506,11 +509,18 @@ impl<'a> Evaluator<'a> {
                 let (ys, predictions) = (&mut self.ys[..m], &mut self.predictions[..m]);
                 self.bench.fill_base_test_sparse(start, &mut self.xs, ys);
                 for &task in &mapped {
-                    let map = self.bench.test_feature_map(task).unwrap_or_default();
-                    if !self.xs.set_feature_map(map) {
+                    let read = match (
+                        self.bench.test_feature_map(task),
+                        self.bench.test_feature_fold(task),
+                    ) {
+                        (Some(map), _) => self.xs.set_feature_map(map),
+                        (None, Some(fold)) => self.xs.set_feature_fold(fold),
+                        (None, None) => false,
+                    };
+                    if !read {
                         return Err(Error::InvalidOption {
                             option: "scenario",
-                            reason: format!("task {} has no feature permutation", task + 1),
+                            reason: format!("task {} has no feature permutation or fold", task + 1),
                         });
                     }
                     method.predict_sparse(&self.xs, task, predictions)?;

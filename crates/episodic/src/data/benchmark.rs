@@ -10,7 +10,7 @@ use super::dataset::{Dataset, Inputs};
 use super::scenario::{Scenario, Sizes, TaskDescriptor};
 use super::transform::{InverseMap, PixelMap};
 use crate::error::Result;
-use crate::model::SparseBatch;
+use crate::model::{FeatureFold, SparseBatch};
 use crate::rng::{self, Purpose};
 
 /// One task: a transform of the base data and the training examples drawn for it.
@@ -24,6 +24,10 @@ pub struct Task {
     /// feature `j` is the task's feature `test_feature_map[j]` (see
     /// [`Benchmark::test_feature_map`]).
     test_feature_map: Option<Vec<u32>>,
+    /// When the task's test images are the base test set through a transform that drops
+    /// and repeats pixels (a rotation, on sparse test data): its fold (see
+    /// [`Benchmark::test_feature_fold`]).
+    test_feature_fold: Option<FeatureFold>,
     /// Indices into the base training set of the examples this task trains on.
     pub train_indices: Vec<u32>,
     /// Indices into the base test set of the task's test examples; `None`: all of them.
@@ -123,6 +127,7 @@ impl Benchmark {
             .into_iter()
             .map(|p| Task {
                 test_feature_map: None,
+                test_feature_fold: None,
                 inverse: p.map.inverse(pixels),
                 map: p.map,
                 train_indices: p.train_indices,
@@ -141,6 +146,15 @@ impl Benchmark {
             let features = data.shape().features();
             for task in tasks.iter_mut().filter(|t| t.test_indices.is_none()) {
                 task.test_feature_map = feature_permutation(&task.inverse, pixels, features);
+                if task.test_feature_map.is_none() {
+                    task.test_feature_fold = Some(FeatureFold::new(features, |j| {
+                        let plane = (j / pixels * pixels) as u32;
+                        task.inverse
+                            .targets(j % pixels)
+                            .iter()
+                            .map(move |&t| plane + t)
+                    })?);
+                }
             }
         }
         Ok(Self {
@@ -239,6 +253,16 @@ impl Benchmark {
         self.tasks[task].test_feature_map.as_deref()
     }
 
+    /// For a task whose test images are the whole base test set through a transform that
+    /// drops and repeats pixels (a rotation, on sparse test data): the fold to give
+    /// [`SparseBatch::set_feature_fold`] so that base test chunks
+    /// ([`Self::fill_base_test_sparse`]) read as this task's, with products equal to those
+    /// of [`Self::fill_test_sparse`] up to rounding. `None` for other tasks (permutations,
+    /// which have [`Self::test_feature_map`], subsets of the test set, dense data).
+    pub fn test_feature_fold(&self, task: usize) -> Option<&FeatureFold> {
+        self.tasks[task].test_feature_fold.as_ref()
+    }
+
     /// Writes base test examples `start..start + ys.len()`, untransformed, into the sparse
     /// batch `xs` (its features in the order [`Self::fill_test_sparse`] visits them) and
     /// their outputs into `ys`; returns false, writing nothing, when the test set is not
@@ -291,88 +315,98 @@ impl Benchmark {
         };
         let pixels = self.data.shape().pixels();
         let t = &self.tasks[task];
+        let example = |k: usize| t.test_indices.as_ref().map_or(k, |ix| ix[k] as usize);
         xs.clear(d);
+        if let Some((width, padded)) = t.inverse.padded() {
+            // Every slot written, the cursor moved by the pixel's count: no branch on the
+            // number of targets (0, 1 or 2 for a rotation), which mispredicts; the whole
+            // chunk in one go.
+            let room: usize = (start..start + ys.len())
+                .map(|k| nonzero.example(example(k)).0.len() * width)
+                .sum();
+            xs.push_rows_with(room, |cols, vals, ends| {
+                let mut n = 0;
+                for (k, y) in (start..).zip(ys.iter_mut()) {
+                    let k = example(k);
+                    let (features, values) = nonzero.example(k);
+                    let fill = Targets {
+                        padded,
+                        inverse: &t.inverse,
+                        pixels: pixels as u32,
+                    };
+                    n = match width {
+                        1 => fill.copy::<1>(features, values, cols, vals, n),
+                        2 => fill.copy::<2>(features, values, cols, vals, n),
+                        3 => fill.copy::<3>(features, values, cols, vals, n),
+                        _ => fill.copy::<4>(features, values, cols, vals, n),
+                    };
+                    ends.push(n);
+                    *y = self.output_of(self.data.test().labels[k]);
+                }
+            });
+            return;
+        }
         for (k, y) in (start..).zip(ys.iter_mut()) {
-            let k = t.test_indices.as_ref().map_or(k, |ix| ix[k] as usize);
+            let k = example(k);
             let (features, values) = nonzero.example(k);
-            // The planes (channels) of an example's features, tracked without a division per
-            // feature: features come in ascending order.
-            let (mut offset, mut plane_end) = (0u32, pixels as u32);
-            let mut plane = |j: u32| {
-                while j >= plane_end {
-                    offset = plane_end;
-                    plane_end += pixels as u32;
-                }
-                offset
-            };
-            match t.inverse.padded() {
-                // Every slot written, the cursor moved by the pixel's count: no branch on the
-                // number of targets (0, 1 or 2 for a rotation), which mispredicts.
-                Some((width, padded)) => {
-                    let inverse = &t.inverse;
-                    xs.push_row_with(features.len() * width, |cols, vals| match width {
-                        1 => copy_targets::<1>(
-                            features, values, padded, inverse, &mut plane, cols, vals,
-                        ),
-                        2 => copy_targets::<2>(
-                            features, values, padded, inverse, &mut plane, cols, vals,
-                        ),
-                        3 => copy_targets::<3>(
-                            features, values, padded, inverse, &mut plane, cols, vals,
-                        ),
-                        _ => copy_targets::<4>(
-                            features, values, padded, inverse, &mut plane, cols, vals,
-                        ),
-                    })
-                }
-                None => {
-                    for (&j, &x) in features.iter().zip(values) {
-                        let offset = plane(j);
-                        for &i in t.inverse.targets((j - offset) as usize) {
-                            xs.push(offset + i, x);
-                        }
-                    }
-                    xs.end_row();
+            for (&j, &x) in features.iter().zip(values) {
+                let (offset, pixel) = (j - j % pixels as u32, (j % pixels as u32) as usize);
+                for &i in t.inverse.targets(pixel) {
+                    xs.push(offset + i, x);
                 }
             }
+            xs.end_row();
             *y = self.output_of(self.data.test().labels[k]);
         }
     }
 }
 
-/// Writes the entries `(target, value)` of one sparse example's `(features, values)`
-/// through `inverse`, whose targets come `W` slots per source pixel in `padded`: every slot
-/// copied, the cursor moved by the pixel's count (no branch on the count, which mispredicts).
-/// `plane` gives each feature's channel offset. Returns the number of entries.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn copy_targets<const W: usize>(
-    features: &[u32],
-    values: &[f32],
-    padded: &[u32],
-    inverse: &InverseMap,
-    plane: &mut impl FnMut(u32) -> u32,
-    cols: &mut [u32],
-    vals: &mut [f32],
-) -> usize {
-    let mut n = 0;
-    for (&j, &x) in features.iter().zip(values) {
-        let offset = plane(j);
-        let pixel = (j - offset) as usize;
-        let slots: &[u32; W] = padded[pixel * W..(pixel + 1) * W]
-            .try_into()
-            .expect("W slots");
-        let (c, v): (&mut [u32; W], &mut [f32; W]) = (
-            (&mut cols[n..n + W]).try_into().expect("room"),
-            (&mut vals[n..n + W]).try_into().expect("room"),
-        );
-        for s in 0..W {
-            c[s] = offset + slots[s];
-            v[s] = x;
+/// A transform's targets, `W` fixed slots per source pixel in `padded` (see
+/// [`InverseMap::padded`]), for copying sparse examples through it.
+struct Targets<'a> {
+    padded: &'a [u32],
+    inverse: &'a InverseMap,
+    /// Pixels per channel.
+    pixels: u32,
+}
+
+impl Targets<'_> {
+    /// Writes the entries `(target, value)` of one sparse example's `(features, values)`
+    /// from position `n` of `cols` and `vals`: every slot copied, the cursor moved by the
+    /// pixel's count (no branch on the count, which mispredicts). Returns the new cursor.
+    #[inline(always)]
+    fn copy<const W: usize>(
+        &self,
+        features: &[u32],
+        values: &[f32],
+        cols: &mut [u32],
+        vals: &mut [f32],
+        mut n: usize,
+    ) -> usize {
+        // The planes (channels) of an example's features, tracked without a division per
+        // feature: features come in ascending order.
+        let (mut offset, mut plane_end) = (0u32, self.pixels);
+        for (&j, &x) in features.iter().zip(values) {
+            while j >= plane_end {
+                offset = plane_end;
+                plane_end += self.pixels;
+            }
+            let pixel = (j - offset) as usize;
+            let slots: &[u32; W] = self.padded[pixel * W..(pixel + 1) * W]
+                .try_into()
+                .expect("W slots");
+            let (c, v): (&mut [u32; W], &mut [f32; W]) = (
+                (&mut cols[n..n + W]).try_into().expect("room"),
+                (&mut vals[n..n + W]).try_into().expect("room"),
+            );
+            for s in 0..W {
+                c[s] = offset + slots[s];
+                v[s] = x;
+            }
+            n += self.inverse.count(pixel);
         }
-        n += inverse.count(pixel);
+        n
     }
-    n
 }
 
 /// The feature permutation of a pixel map that sends every source pixel to exactly one
@@ -517,6 +551,25 @@ mod tests {
                 let mut dense = vec![0.0; 4 * PIXELS];
                 b.fill_test(2, 5, &mut dense, &mut ys);
                 assert_eq!(dense, expected);
+                // The base chunk read through the task's permutation or fold is the same.
+                let mut base = SparseBatch::default();
+                assert_eq!(b.fill_base_test_sparse(5, &mut base, &mut ys), sparse);
+                if sparse {
+                    let read = match scenario {
+                        Scenario::Permutations => {
+                            assert!(b.test_feature_fold(2).is_none());
+                            base.set_feature_map(b.test_feature_map(2).unwrap())
+                        }
+                        _ => {
+                            assert!(b.test_feature_map(2).is_none(), "a rotation drops pixels");
+                            base.set_feature_fold(b.test_feature_fold(2).unwrap())
+                        }
+                    };
+                    assert!(read);
+                    assert_eq!(base.to_dense(), expected);
+                } else {
+                    assert!(b.test_feature_map(2).is_none() && b.test_feature_fold(2).is_none());
+                }
             }
         }
     }

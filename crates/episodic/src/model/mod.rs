@@ -10,7 +10,7 @@ mod sparse;
 
 pub use factors::GradientFactors;
 pub use mlp::{Mlp, MlpConfig};
-pub use sparse::SparseBatch;
+pub use sparse::{FeatureFold, SparseBatch};
 
 use std::ops::Range;
 

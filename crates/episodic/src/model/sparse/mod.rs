@@ -15,6 +15,10 @@
 //! (AVX-512, AVX2, baseline) and picked at run time. It uses separate multiply and add (no
 //! fused multiply-add), so every variant gives bit-identical results.
 
+mod fold;
+
+pub use fold::FeatureFold;
+
 /// The non-zero entries of a row-major matrix, row by row (compressed sparse rows).
 #[derive(Debug, Clone, Default)]
 struct SparseRows {
@@ -110,6 +114,9 @@ pub struct SparseBatch {
     /// Feature `j` of the stored entries stands for feature `feature_map[j]` (empty: itself):
     /// the same images seen through a pixel permutation without copying them.
     feature_map: Vec<u32>,
+    /// When set, the stored entries are base inputs read through this fold (see
+    /// [`Self::set_feature_fold`]); never set together with `feature_map`.
+    fold: Option<FeatureFold>,
 }
 
 impl SparseBatch {
@@ -129,6 +136,8 @@ impl SparseBatch {
     /// [`Self::refill`] without the transpose: enough for a forward pass, not for gradients.
     pub fn refill_rows(&mut self, dense: &[f32], cols: usize) -> bool {
         self.has_transpose = false;
+        self.feature_map.clear();
+        self.fold = None;
         if cols == 0
             || dense.len() % cols != 0
             || !self.by_row.fill_if_sparse(dense, cols, Self::MAX_DENSITY)
@@ -152,6 +161,7 @@ impl SparseBatch {
         self.n_rows = 0;
         self.n_cols = cols;
         self.feature_map.clear();
+        self.fold = None;
     }
 
     /// Reads every stored feature `j` as feature `map[j]` from now on (until [`Self::clear`]
@@ -172,6 +182,26 @@ impl SparseBatch {
         }
         self.feature_map.clear();
         self.feature_map.extend_from_slice(map);
+        self.fold = None;
+        self.has_transpose = false;
+        true
+    }
+
+    /// Reads the stored inputs through `fold` from now on (until [`Self::clear`] or another
+    /// map or fold): as the inputs with each feature's value copied to all of its targets,
+    /// so that one batch of base images serves every task whose transform drops and repeats
+    /// pixels. Products equal those of the batch built with the features moved up to
+    /// rounding (the first layer runs on folded weights). Refused (returns false, nothing
+    /// changed) unless `fold` is over this batch's features.
+    pub fn set_feature_fold(&mut self, fold: &FeatureFold) -> bool {
+        if fold.features() != self.n_cols {
+            return false;
+        }
+        self.feature_map.clear();
+        match &mut self.fold {
+            Some(own) => own.clone_from(fold),
+            None => self.fold = Some(fold.clone()),
+        }
         self.has_transpose = false;
         true
     }
@@ -200,29 +230,39 @@ impl SparseBatch {
         }
     }
 
-    /// Appends one input whose entries `fill` writes, in order, into `cols` and `values`
-    /// (room for `room` entries each), returning how many it wrote. Every feature must be
+    /// Appends inputs whose entries `fill` writes, in order, into `cols` and `values` (room
+    /// for `room` entries each, counted from the slices' start), pushing onto `ends` the
+    /// number of entries written so far after each input it completes. Every feature must be
     /// below [`Self::n_cols`] and every value non-zero (not checked, unlike [`Self::push`]):
-    /// for fills that copy entries known to be valid without a branch per entry.
-    pub(crate) fn push_row_with(
+    /// for fills that copy entries known to be valid without a branch per entry, a whole
+    /// chunk of inputs at a time.
+    pub(crate) fn push_rows_with(
         &mut self,
         room: usize,
-        fill: impl FnOnce(&mut [u32], &mut [f32]) -> usize,
+        fill: impl FnOnce(&mut [u32], &mut [f32], &mut Vec<usize>),
     ) {
         let start = self.by_row.cols.len();
         self.by_row.cols.resize(start + room, 0);
         self.by_row.values.resize(start + room, 0.0);
-        let written = fill(
+        let first = self.by_row.row_starts.len();
+        fill(
             &mut self.by_row.cols[start..],
             &mut self.by_row.values[start..],
-        )
-        .min(room);
+            &mut self.by_row.row_starts,
+        );
+        let mut written = 0;
+        for end in &mut self.by_row.row_starts[first..] {
+            // Ends never decrease and never pass the room given.
+            written = (*end).clamp(written, room);
+            *end = start + written;
+        }
         debug_assert!(self.by_row.cols[start..start + written]
             .iter()
             .all(|&j| (j as usize) < self.n_cols));
         self.by_row.cols.truncate(start + written);
         self.by_row.values.truncate(start + written);
-        self.end_row();
+        self.n_rows += self.by_row.row_starts.len() - first;
+        self.has_transpose = false;
     }
 
     /// Closes the input being built by [`Self::push`].
@@ -234,6 +274,12 @@ impl SparseBatch {
 
     /// Builds the column-wise copy that gradients need.
     pub fn build_transpose(&mut self) {
+        if let Some(fold) = &self.fold {
+            fold.expand(&self.by_row)
+                .transpose_into(self.n_cols, &mut self.by_col);
+            self.has_transpose = true;
+            return;
+        }
         self.by_row.transpose_into(self.n_cols, &mut self.by_col);
         if let Some(map) = self.map() {
             // The columns become rows of the transpose: move them where the map says.
@@ -286,8 +332,14 @@ impl SparseBatch {
         {
             let (cols, values) = self.by_row.row(r);
             for (&j, &v) in cols.iter().zip(values) {
-                let j = self.map().map_or(j, |m| m[j as usize]);
-                row[j as usize] = v;
+                match &self.fold {
+                    Some(fold) => {
+                        for &t in fold.targets(j as usize) {
+                            row[t as usize] += v;
+                        }
+                    }
+                    None => row[self.map().map_or(j, |m| m[j as usize]) as usize] = v,
+                }
             }
         }
         dense
@@ -298,7 +350,17 @@ impl SparseBatch {
 /// `n_rows x width`. Rows are shared among up to `threads` threads; each row's sum is
 /// computed the same way whatever the thread count.
 pub(crate) fn forward(x: &SparseBatch, w: &[f32], width: usize, out: &mut [f32], threads: usize) {
-    accumulate_rows(&x.by_row, x.map(), w, width, out, threads)
+    match &x.fold {
+        Some(fold) => accumulate_rows(
+            &x.by_row,
+            None,
+            &fold.fold_rows(w, width),
+            width,
+            out,
+            threads,
+        ),
+        None => accumulate_rows(&x.by_row, x.map(), w, width, out, threads),
+    }
 }
 
 /// `grad_w = X' delta` (overwritten, `n_cols x width`) for the sparse inputs `x` and the
@@ -444,135 +506,4 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_feature_map_equals_the_batch_built_with_its_features_moved_bit_for_bit() {
-        let (n, d, width) = (70, 13, 6);
-        let x: Vec<f32> = (0..n * d)
-            .map(|i| {
-                if i % 4 == 1 {
-                    (i as f32 * 0.37).sin()
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let w: Vec<f32> = (0..d * width).map(|i| (i as f32 * 0.71).cos()).collect();
-        let delta: Vec<f32> = (0..n * width).map(|i| (i as f32 * 0.23).sin()).collect();
-        let map: Vec<u32> = (0..d as u32).map(|j| (j * 5 + 3) % d as u32).collect();
-        // Built with the features moved, in the order of the base features (as the
-        // benchmark's sparse fill does).
-        let mut moved = SparseBatch::default();
-        moved.clear(d);
-        let mut mapped = SparseBatch::default();
-        mapped.clear(d);
-        for row in x.chunks(d) {
-            let entries = row.iter().enumerate().filter(|(_, &v)| v != 0.0);
-            moved.push_row(entries.clone().map(|(j, &v)| (map[j], v)));
-            mapped.push_row(entries.map(|(j, &v)| (j as u32, v)));
-        }
-        assert!(
-            !mapped.set_feature_map(&[0, 0, 1]),
-            "not one entry per feature"
-        );
-        let mut not_a_permutation = map.clone();
-        not_a_permutation[1] = not_a_permutation[0];
-        assert!(!mapped.set_feature_map(&not_a_permutation));
-        assert!(mapped.set_feature_map(&map));
-        assert_eq!(mapped.to_dense(), moved.to_dense());
-        for threads in [1, 2] {
-            let (mut a, mut b) = (vec![0.5; n * width], vec![0.5; n * width]);
-            forward(&moved, &w, width, &mut a, threads);
-            forward(&mapped, &w, width, &mut b, threads);
-            assert_eq!(a, b, "forward, {threads} thread(s)");
-        }
-        moved.build_transpose();
-        mapped.build_transpose();
-        let (mut a, mut b) = (vec![0.0; d * width], vec![0.0; d * width]);
-        weight_gradient(&moved, &delta, width, &mut a, 1);
-        weight_gradient(&mapped, &delta, width, &mut b, 1);
-        assert_eq!(a, b, "weight gradient");
-        mapped.clear(d);
-        assert!(mapped.map().is_none(), "clear drops the map");
-    }
-
-    #[test]
-    fn sparse_products_match_dense_ones() {
-        let (n, d, width) = (5, 9, 4);
-        let x: Vec<f32> = (0..n * d)
-            .map(|i| {
-                if i % 3 == 0 {
-                    (i as f32 * 0.3).sin()
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let w: Vec<f32> = (0..d * width).map(|i| (i as f32 * 0.7).cos()).collect();
-        let delta: Vec<f32> = (0..n * width).map(|i| (i as f32 * 0.2).sin()).collect();
-        let mut pushed = SparseBatch::default();
-        pushed.clear(d);
-        for row in x.chunks(d) {
-            // Any order, zeros and out-of-range features ignored.
-            let entries: Vec<(u32, f32)> = row
-                .iter()
-                .enumerate()
-                .rev()
-                .map(|(j, &v)| (j as u32, v))
-                .collect();
-            pushed.push_row(entries.into_iter().chain([(d as u32 + 5, 1.0)]));
-        }
-        assert!(!pushed.has_transpose());
-        assert_eq!(pushed.to_dense(), x);
-        let mut sparse = SparseBatch::default();
-        let dense_ones = vec![1.0; n * d];
-        assert!(!sparse.refill(&dense_ones, d), "all non-zero is not sparse");
-        assert!(sparse.refill(&x, d));
-        assert_eq!((sparse.n_rows(), sparse.n_cols()), (n, d));
-        assert_eq!(sparse.to_dense(), x);
-        let mut out = vec![1.0; n * width];
-        forward(&sparse, &w, width, &mut out, 1);
-        let mut grad = vec![9.0; d * width];
-        weight_gradient(&sparse, &delta, width, &mut grad, 1);
-        for r in 0..n {
-            for c in 0..width {
-                let want: f32 = 1.0 + (0..d).map(|j| x[r * d + j] * w[j * width + c]).sum::<f32>();
-                assert!((out[r * width + c] - want).abs() < 1e-5);
-            }
-        }
-        for j in 0..d {
-            for c in 0..width {
-                let want: f32 = (0..n).map(|r| x[r * d + j] * delta[r * width + c]).sum();
-                assert!((grad[j * width + c] - want).abs() < 1e-5);
-            }
-        }
-    }
-
-    #[test]
-    fn threads_split_rows_without_changing_results() {
-        let (n, d, width) = (300, 40, 7);
-        let x: Vec<f32> = (0..n * d)
-            .map(|i| {
-                if i % 5 == 0 {
-                    (i as f32 * 0.13).sin()
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let w: Vec<f32> = (0..d * width).map(|i| (i as f32 * 0.29).cos()).collect();
-        let mut sparse = SparseBatch::default();
-        assert!(sparse.refill(&x, d));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
-        let mut one = vec![0.5; n * width];
-        forward(&sparse, &w, width, &mut one, 1);
-        let mut three = vec![0.5; n * width];
-        pool.install(|| forward(&sparse, &w, width, &mut three, 3));
-        assert_eq!(one, three);
-    }
-}
+mod tests;
