@@ -73,7 +73,7 @@ fn main() -> episodic::Result<()> {
                 .map(drop)
         })?;
         let dot = best_ms(200, || {
-            mlp.factored_dot(Inputs::Dense(batch), &batch_factors, input, &factors)
+            mlp.factored_dot(Inputs::Dense(batch), &batch_factors, input, &mut factors)
                 .map(drop)
         })?;
         let formed = best_ms(200, || {

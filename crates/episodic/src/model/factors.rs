@@ -28,6 +28,12 @@ pub struct GradientFactors {
     /// for every past task); `inputs_t_stride` 0 when not kept.
     pub(crate) inputs_t: Vec<f32>,
     pub(crate) inputs_t_stride: usize,
+    /// The Gram matrix of the first layer's inputs with those of the batch of the last
+    /// [`crate::model::Model::factored_dot`] that took these factors second:
+    /// `first_gram[n * first_gram_stride + m] = a_m . b_n` (`a_m` the batch's inputs, `b_n`
+    /// these), for [`crate::model::Model::step_first_layer`]; `first_gram_stride` 0 when none.
+    pub(crate) first_gram: Vec<f32>,
+    pub(crate) first_gram_stride: usize,
 }
 
 impl GradientFactors {

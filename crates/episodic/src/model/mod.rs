@@ -101,14 +101,50 @@ pub trait Model: Send {
             reason: "this model does not factor its gradients".into(),
         })
     }
+    /// [`Model::loss_and_factors`] for inputs that stay the same from step to step (a past
+    /// task's episodic memory), with their first layer's pre-activations kept in `first`:
+    /// computed and written there when `fresh`, else taken from there as they are (kept up
+    /// to date by [`Model::step_first_layer`] in between). Models that keep nothing leave
+    /// `first` empty and compute everything every time.
+    fn loss_and_factors_kept(
+        &mut self,
+        xs: Inputs<'_>,
+        ys: &[u32],
+        head: Range<usize>,
+        factors: &mut GradientFactors,
+        first: &mut Vec<f32>,
+        fresh: bool,
+    ) -> Result<Option<f32>> {
+        let _ = fresh;
+        first.clear();
+        self.loss_and_factors(xs, ys, head, factors)
+    }
+    /// Moves `first`, the first layer's pre-activations of the inputs `xs` (kept by
+    /// [`Model::loss_and_factors_kept`], whose factors `kept` are), by the plain SGD step
+    /// `-rate` times the gradient whose factors are `step`: from the first layers' Gram
+    /// matrix that the last [`Model::factored_dot`] of `step` with `kept` left in `kept`,
+    /// a rank-`step.rows()` update instead of a new product with the first layer. Equal to
+    /// recomputing them after the step up to rounding. Returns false, changing nothing,
+    /// when it cannot (no Gram matrix kept, or a model that keeps nothing).
+    fn step_first_layer(
+        &mut self,
+        _xs: Inputs<'_>,
+        _kept: &GradientFactors,
+        _step: &GradientFactors,
+        _rate: f32,
+        _first: &mut [f32],
+    ) -> Result<bool> {
+        Ok(false)
+    }
     /// The inner product of two factored gradients (`fa` computed on `a`, `fb` on `b`),
     /// without forming them; equal to the product of the formed gradients up to rounding.
+    /// Leaves the first layers' Gram matrix in `fb` (for [`Model::step_first_layer`]).
     fn factored_dot(
         &mut self,
         _a: Inputs<'_>,
         _fa: &GradientFactors,
         _b: Inputs<'_>,
-        _fb: &GradientFactors,
+        _fb: &mut GradientFactors,
     ) -> Result<f64> {
         Err(Error::InvalidOption {
             option: "model",

@@ -46,6 +46,14 @@
 //! use the inner products of the formed gradients, exactly as before; the factored products
 //! differ from them by rounding only, and a test checks that the two decide alike on at
 //! least 99.9% of a continuum's steps.
+//!
+//! Kept first layers: a past task's memory does not change, so after a plain step (no
+//! projection) its first-layer pre-activations move by a rank-|B| update from the Gram
+//! matrix the check already computed (see [`Model::step_first_layer`]), instead of a new
+//! product of the memory with the first layer; after a projected or skipped step, or when
+//! the memory changes, they are computed anew. This changes the rounding only (a test bounds
+//! the drift against recomputing them at 1e-5 of their scale); they are part of the saved
+//! state, so a resumed run continues exactly as an uninterrupted one.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -64,7 +72,7 @@ use crate::state::State;
 
 mod past;
 
-use past::{each_past_task, memory_inputs, PastBuffers};
+use past::{each_past_task, memory_inputs, KeptFirstLayer, PastBuffers};
 
 /// Gradient Episodic Memory.
 pub struct Gem {
@@ -81,6 +89,8 @@ pub struct Gem {
     past_grads: Vec<f32>,
     /// The r-th past task's gradient factors (when the model factors its gradients).
     past_factors: Vec<GradientFactors>,
+    /// The r-th past task's first-layer pre-activations, kept from step to step.
+    past_kept: Vec<KeptFirstLayer>,
     /// The batch gradient's factors.
     batch_factors: GradientFactors,
     grad: Vec<f32>,
@@ -162,6 +172,7 @@ impl Gem {
             past_slots: Vec::with_capacity(t),
             past_grads: vec![0.0; t * p],
             past_factors: Vec::new(),
+            past_kept: Vec::new(),
             batch_factors: GradientFactors::default(),
             grad: vec![0.0; p],
             dots: vec![0.0; t],
@@ -221,6 +232,9 @@ impl Gem {
             self.past_factors
                 .resize_with(past, GradientFactors::default);
         }
+        if self.past_kept.len() < past {
+            self.past_kept.resize_with(past, KeptFirstLayer::default);
+        }
         PastBuffers {
             model: &mut self.model,
             workers: &mut self.workers,
@@ -228,6 +242,7 @@ impl Gem {
             slots: &self.past_slots,
             heads: &self.heads,
             factors: &mut self.past_factors,
+            kept: &mut self.past_kept,
             rows: &mut self.past_grads,
             dots: &mut self.factored_dots,
             formed_dots: &mut self.dots,
@@ -251,13 +266,18 @@ impl Gem {
         let step = self.stats.steps;
         each_past_task(self.past_buffers(), |t| {
             let inputs = memory_inputs(t.memory);
+            let fresh = t.kept.slot != Some(t.slot);
+            let (ys, values) = (t.memory.ys(), &mut t.kept.values);
+            t.kept.slot = None;
             let loss = t
                 .model
-                .loss_and_factors(inputs, t.memory.ys(), t.head, t.factors)?
+                .loss_and_factors_kept(inputs, ys, t.head, t.factors, values, fresh)?
                 .ok_or_else(|| Error::InvalidOption {
                     option: "model",
                     reason: "its gradients factored for the batch but not for a memory".into(),
                 })?;
+            // Kept for the next step when the model keeps them.
+            t.kept.slot = (!t.kept.values.is_empty()).then_some(t.slot);
             check_loss(loss, batch.task, step)
         })?;
         self.stats.memory_gradient_time += started.elapsed();
@@ -282,6 +302,46 @@ impl Gem {
         }
         self.stats.violation_check_time += started.elapsed();
         Ok(())
+    }
+
+    /// Carries the past tasks' kept first-layer pre-activations over a plain step with the
+    /// batch gradient (before the parameters take it); after any other step (projected,
+    /// skipped, or without factors) they are dropped and computed anew at the next pass.
+    fn carry_kept_first_layers(&mut self, plain_factored_step: bool) -> Result<()> {
+        let past = self.past_slots.len();
+        if !plain_factored_step {
+            self.past_kept.iter_mut().for_each(|k| k.slot = None);
+            return Ok(());
+        }
+        let started = Instant::now();
+        let rate = self.params.learning_rate as f32;
+        let batch_factors = std::mem::take(&mut self.batch_factors);
+        let carried = each_past_task(self.past_buffers(), |t| {
+            if t.kept.slot == Some(t.slot) {
+                let inputs = memory_inputs(t.memory);
+                let moved = t.model.step_first_layer(
+                    inputs,
+                    t.factors,
+                    &batch_factors,
+                    rate,
+                    &mut t.kept.values,
+                )?;
+                if !moved {
+                    t.kept.slot = None;
+                }
+            }
+            Ok(())
+        });
+        self.batch_factors = batch_factors;
+        // Tasks beyond this step's past ones keep nothing valid; after a failure (the step
+        // is not taken) none does.
+        let valid = if carried.is_ok() { past } else { 0 };
+        self.past_kept
+            .iter_mut()
+            .skip(valid)
+            .for_each(|k| k.slot = None);
+        self.stats.memory_gradient_time += started.elapsed();
+        carried
     }
 
     /// Forms every past task's gradient from its factors (into `past_grads`), checks it and
@@ -485,11 +545,13 @@ impl Method for Gem {
             }
         }
         let past = self.past_slots.len();
-        if past > 0 && self.violation(batch, factored)? {
+        let violated = past > 0 && self.violation(batch, factored)?;
+        if violated {
             let projection = self.project(past, batch.task);
             self.settle_projection(projection)?;
             check_gradient(&self.grad, batch.task, self.stats.steps)?;
         }
+        self.carry_kept_first_layers(factored && !violated)?;
 
         sgd_step(
             self.model.params_mut(),
@@ -499,6 +561,10 @@ impl Method for Gem {
         self.workers_in_sync = false;
         let slot = self.memory_slot(batch.task);
         self.memories[slot].1.push_batch(batch.xs, batch.ys);
+        // A memory that changed keeps nothing.
+        for kept in self.past_kept.iter_mut().filter(|k| k.slot == Some(slot)) {
+            kept.slot = None;
+        }
         self.stats.steps += 1;
         Ok(loss)
     }
@@ -508,6 +574,13 @@ impl Method for Gem {
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
         save_memories(state, "memory", &self.memories)?;
+        let kept_slots: Vec<Option<usize>> = self.past_kept.iter().map(|k| k.slot).collect();
+        state.put("kept_first_layer.slots", &kept_slots)?;
+        for (r, kept) in self.past_kept.iter().enumerate() {
+            if kept.slot.is_some() {
+                state.put_f32(format!("kept_first_layer.{r}"), &kept.values);
+            }
+        }
         state.put("stats", &self.stats)
     }
 
@@ -526,6 +599,29 @@ impl Method for Gem {
         for (task, memory) in memories {
             let slot = self.memory_slot(task);
             self.memories[slot].1 = memory;
+        }
+        // Checkpoints without kept pre-activations (older ones) compute them anew.
+        let kept_slots: Vec<Option<usize>> = match state.values().get("kept_first_layer.slots") {
+            Some(_) => state.get("kept_first_layer.slots")?,
+            None => Vec::new(),
+        };
+        self.past_kept.clear();
+        for (r, slot) in kept_slots.into_iter().enumerate() {
+            let values = match slot {
+                Some(slot) if slot < self.memories.len() => {
+                    state.f32(&format!("kept_first_layer.{r}"), None)?.to_vec()
+                }
+                Some(slot) => {
+                    return Err(Error::CheckpointContent {
+                        reason: format!(
+                            "kept first layer {r} names memory {slot} of {}",
+                            self.memories.len()
+                        ),
+                    })
+                }
+                None => Vec::new(),
+            };
+            self.past_kept.push(KeptFirstLayer { slot, values });
         }
         self.stats = state.get("stats")?;
         Ok(())

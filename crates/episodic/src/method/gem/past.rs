@@ -13,13 +13,27 @@ use crate::error::Result;
 use crate::memory::RingMemory;
 use crate::model::{GradientFactors, Inputs, Model};
 
+/// A past task's first-layer pre-activations, kept from step to step (see
+/// [`Model::loss_and_factors_kept`]).
+#[derive(Debug, Clone, Default)]
+pub(super) struct KeptFirstLayer {
+    /// The memory slot whose inputs they belong to, for the model's current parameters;
+    /// `None`: nothing kept (computed anew at the next pass).
+    pub(super) slot: Option<usize>,
+    pub(super) values: Vec<f32>,
+}
+
 /// One past task's share of a pass: the model copy that runs it and the task's slots.
 pub(super) struct PastTask<'a> {
     pub(super) model: &'a mut dyn Model,
+    /// The task's memory slot.
+    pub(super) slot: usize,
     pub(super) memory: &'a RingMemory,
     pub(super) head: Range<usize>,
     /// The task's gradient factors (kept between the passes of a step).
     pub(super) factors: &'a mut GradientFactors,
+    /// The task's first-layer pre-activations (kept between steps).
+    pub(super) kept: &'a mut KeptFirstLayer,
     /// The task's row of the gradient matrix.
     pub(super) row: &'a mut [f32],
     /// The task's inner product with the batch gradient, as the factors give it.
@@ -45,6 +59,7 @@ pub(super) struct PastBuffers<'a> {
     pub(super) slots: &'a [usize],
     pub(super) heads: &'a super::Heads,
     pub(super) factors: &'a mut [GradientFactors],
+    pub(super) kept: &'a mut [KeptFirstLayer],
     /// Row-major, one row of `params` floats per past task.
     pub(super) rows: &'a mut [f32],
     pub(super) dots: &'a mut [f64],
@@ -60,6 +75,7 @@ struct Group<'a> {
     slots: &'a [usize],
     rows: &'a mut [f32],
     factors: &'a mut [GradientFactors],
+    kept: &'a mut [KeptFirstLayer],
     dots: &'a mut [f64],
     formed_dots: &'a mut [f32],
 }
@@ -77,6 +93,7 @@ where
         slots,
         heads,
         factors,
+        kept,
         rows,
         dots,
         formed_dots,
@@ -101,15 +118,18 @@ where
             .iter()
             .zip(group.rows.chunks_exact_mut(p))
             .zip(group.factors)
+            .zip(group.kept)
             .zip(group.dots)
             .zip(group.formed_dots);
-        for ((((&slot, row), factors), dot), formed_dot) in tasks {
+        for (((((&slot, row), factors), kept), dot), formed_dot) in tasks {
             let (task, memory) = &memories[slot];
             job(PastTask {
                 model: group.model.as_mut(),
+                slot,
                 memory,
                 head: heads.of(*task)?,
                 factors,
+                kept,
                 row,
                 dot,
                 formed_dot,
@@ -122,14 +142,16 @@ where
         .zip(slots.chunks(per))
         .zip(rows[..past * p].chunks_mut(per * p))
         .zip(factors[..past].chunks_mut(per))
+        .zip(kept[..past].chunks_mut(per))
         .zip(dots[..past].chunks_mut(per))
         .zip(formed_dots[..past].chunks_mut(per))
         .map(
-            |(((((model, slots), rows), factors), dots), formed_dots)| Group {
+            |((((((model, slots), rows), factors), kept), dots), formed_dots)| Group {
                 model,
                 slots,
                 rows,
                 factors,
+                kept,
                 dots,
                 formed_dots,
             },

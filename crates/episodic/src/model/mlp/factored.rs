@@ -10,13 +10,13 @@ use crate::model::{sparse, Inputs};
 
 impl Mlp {
     /// [`Model::factored_dot`]: the Gram matrices of each layer's inputs and output
-    /// gradients, weighted and summed.
+    /// gradients, weighted and summed; the first layer's is left in `fb`.
     pub(super) fn dot_of_factors(
         &mut self,
         a: Inputs<'_>,
         fa: &GradientFactors,
         b: Inputs<'_>,
-        fb: &GradientFactors,
+        fb: &mut GradientFactors,
     ) -> Result<f64> {
         let (ra, rb) = (self.input_rows(a)?, self.input_rows(b)?);
         self.check_factors(fa, ra)?;
@@ -30,10 +30,12 @@ impl Mlp {
             Inputs::Sparse(xs) => FirstLayerInput::Sparse(xs),
         };
         let mut total = 0.0;
+        fb.first_gram_stride = 0;
+        let mut first_gram = std::mem::take(&mut fb.first_gram);
         for l in 0..self.layers.len() {
             let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
             let stride = if l == 0 {
-                self.first_layer_gram(&a_dense, fa, ra, b_input, rb)
+                self.first_layer_gram(&a_dense, fa, ra, b_input, rb, &mut first_gram)
             } else {
                 let (xa, xb) = (&fa.outputs[l - 1], &fb.outputs[l - 1]);
                 Self::gram_into(
@@ -55,13 +57,19 @@ impl Mlp {
                 rb,
                 fan_out,
             );
-            total += weighted_sum(&self.gram_a, stride, &self.gram_d, rb, ra);
+            let gram_a = if l == 0 { &first_gram } else { &self.gram_a };
+            total += weighted_sum(gram_a, stride, &self.gram_d, rb, ra);
+            if l == 0 {
+                fb.first_gram_stride = stride;
+            }
         }
+        fb.first_gram = first_gram;
         Ok(total)
     }
 
-    /// The Gram matrix of the first layer's inputs of two batches: `gram_a[n * stride + m]
-    /// = a_m . b_n`, with `stride` the rows of `a` rounded up to a multiple of 8.
+    /// The Gram matrix of the first layer's inputs of two batches, into `gram`:
+    /// `gram[n * stride + m] = a_m . b_n`, with `stride` the rows of `a` rounded up to a
+    /// multiple of 8.
     fn first_layer_gram(
         &mut self,
         a: &[f32],
@@ -69,6 +77,7 @@ impl Mlp {
         rows_a: usize,
         b: FirstLayerInput<'_>,
         rows_b: usize,
+        gram: &mut Vec<f32>,
     ) -> usize {
         let d = self.widths[0];
         // a transposed (d x stride, zero-padded), so that each feature's row is contiguous:
@@ -79,12 +88,12 @@ impl Mlp {
             let stride = transpose_padded(a, rows_a, d, &mut self.gram_inputs);
             (&self.gram_inputs[..], stride)
         };
-        self.gram_a.clear();
-        self.gram_a.resize(rows_b * stride, 0.0);
+        gram.clear();
+        gram.resize(rows_b * stride, 0.0);
         match b {
-            FirstLayerInput::Sparse(xs) => sparse::forward(xs, a_t, stride, &mut self.gram_a, 1),
+            FirstLayerInput::Sparse(xs) => sparse::forward(xs, a_t, stride, gram, 1),
             FirstLayerInput::Dense(xs) => matmul(
-                MatMut::row_major(&mut self.gram_a, rows_b, stride),
+                MatMut::row_major(gram, rows_b, stride),
                 MatRef::row_major(xs, rows_b, d),
                 MatRef::row_major(a_t, d, stride),
                 false,

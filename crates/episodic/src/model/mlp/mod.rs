@@ -13,13 +13,14 @@ use std::ops::Range;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::factors::{transpose_padded, GradientFactors};
+use super::factors::GradientFactors;
 use super::sparse::{self, SparseBatch};
 use super::{check_labels, cross_entropy, Inputs, Model};
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 
 mod factored;
+mod kept;
 
 /// Layer sizes of an [`Mlp`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,8 +167,9 @@ impl Mlp {
         }
     }
 
-    /// Forward pass over `n` inputs; leaves every layer's output in `own.outputs`.
-    fn forward(&mut self, input: FirstLayerInput<'_>, n: usize) {
+    /// Forward pass over `n` inputs; leaves every layer's output in `own.outputs`, with the
+    /// first layer's pre-activations as `first` says.
+    fn forward(&mut self, input: FirstLayerInput<'_>, n: usize, mut first: FirstPre<'_>) {
         self.reserve(n, false);
         self.own.rows = n;
         let last = self.layers.len() - 1;
@@ -175,6 +177,13 @@ impl Mlp {
             let (fan_in, fan_out) = (self.widths[l], self.widths[l + 1]);
             let (before, rest) = self.own.outputs.split_at_mut(l);
             let out = &mut rest[0][..n * fan_out];
+            if let (0, FirstPre::Given(z)) = (l, &first) {
+                out.copy_from_slice(&z[..n * fan_out]);
+                if l != last {
+                    out.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+                continue;
+            }
             let bias = &self.params[off.bias..off.bias + fan_out];
             for row in out.chunks_exact_mut(fan_out) {
                 row.copy_from_slice(bias);
@@ -196,6 +205,10 @@ impl Mlp {
                     true,
                     self.threads,
                 );
+            }
+            if let (0, FirstPre::Keep(z)) = (l, &mut first) {
+                z.clear();
+                z.extend_from_slice(out);
             }
             if l != last {
                 out.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -263,7 +276,7 @@ impl Mlp {
         grad: &mut [f32],
         objective: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
     ) -> f32 {
-        let loss = self.forward_and_deltas(input, n, objective);
+        let loss = self.forward_and_deltas(input, n, FirstPre::Compute, objective);
         self.weight_gradients(input, &self.own, grad);
         loss
     }
@@ -274,10 +287,11 @@ impl Mlp {
         &mut self,
         input: FirstLayerInput<'_>,
         n: usize,
+        first: FirstPre<'_>,
         objective: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
     ) -> f32 {
         self.reserve(n, true);
-        self.forward(input, n);
+        self.forward(input, n, first);
         let last = self.layers.len() - 1;
         let classes = self.num_classes();
         let loss = objective(
@@ -348,6 +362,16 @@ impl Mlp {
 /// Batches of at most this many dense rows keep their transposed inputs in their factors
 /// (GEM's batch, whose first-layer Gram matrix with every past memory reads them).
 const MAX_TRANSPOSED_ROWS: usize = 32;
+
+/// The first layer's pre-activations (its outputs before the ReLU) in a forward pass.
+enum FirstPre<'a> {
+    /// Computed from the inputs.
+    Compute,
+    /// Computed, and copied here.
+    Keep(&'a mut Vec<f32>),
+    /// Taken from here (`n` rows), not computed: the inputs are not read.
+    Given(&'a [f32]),
+}
 
 /// What the first layer reads: dense rows, or their non-zero entries.
 #[derive(Clone, Copy)]
@@ -444,7 +468,7 @@ impl Model for Mlp {
                 actual: out.len(),
             });
         }
-        self.forward(FirstLayerInput::Sparse(xs), n);
+        self.forward(FirstLayerInput::Sparse(xs), n, FirstPre::Compute);
         self.copy_logits(out);
         Ok(())
     }
@@ -456,36 +480,38 @@ impl Model for Mlp {
         head: Range<usize>,
         factors: &mut GradientFactors,
     ) -> Result<Option<f32>> {
-        let n = self.input_rows(xs)?;
-        if ys.len() != n {
-            return Err(Error::Shape {
-                what: "labels (one per input row)",
-                expected: n,
-                actual: ys.len(),
-            });
-        }
-        let classes = self.num_classes();
-        check_labels(ys, &head, classes)?;
-        let mut objective = |logits: &[f32], dlogits: &mut [f32]| {
-            cross_entropy(logits, classes, ys, head.clone(), dlogits)
+        self.loss_and_factors_with(xs, ys, head, factors, FirstPre::Compute)
+            .map(Some)
+    }
+
+    fn loss_and_factors_kept(
+        &mut self,
+        xs: Inputs<'_>,
+        ys: &[u32],
+        head: Range<usize>,
+        factors: &mut GradientFactors,
+        first: &mut Vec<f32>,
+        fresh: bool,
+    ) -> Result<Option<f32>> {
+        let first = if fresh {
+            FirstPre::Keep(first)
+        } else {
+            self.check_kept(xs, first)?;
+            FirstPre::Given(first)
         };
-        let loss = match xs {
-            Inputs::Dense(xs) => self.with_input(xs, false, |mlp, input| {
-                mlp.forward_and_deltas(input, n, &mut objective)
-            }),
-            Inputs::Sparse(xs) => {
-                self.forward_and_deltas(FirstLayerInput::Sparse(xs), n, &mut objective)
-            }
-        };
-        // The factors take this pass's buffers; the model keeps the caller's old ones.
-        std::mem::swap(&mut self.own, factors);
-        factors.inputs_t_stride = match xs {
-            Inputs::Dense(xs) if n <= MAX_TRANSPOSED_ROWS => {
-                transpose_padded(xs, n, self.widths[0], &mut factors.inputs_t)
-            }
-            _ => 0,
-        };
-        Ok(Some(loss))
+        self.loss_and_factors_with(xs, ys, head, factors, first)
+            .map(Some)
+    }
+
+    fn step_first_layer(
+        &mut self,
+        xs: Inputs<'_>,
+        kept: &GradientFactors,
+        step: &GradientFactors,
+        rate: f32,
+        first: &mut [f32],
+    ) -> Result<bool> {
+        self.step_kept_first_layer(xs, kept, step, rate, first)
     }
 
     fn gradient_from_factors(
@@ -517,7 +543,7 @@ impl Model for Mlp {
         a: Inputs<'_>,
         fa: &GradientFactors,
         b: Inputs<'_>,
-        fb: &GradientFactors,
+        fb: &mut GradientFactors,
     ) -> Result<f64> {
         self.dot_of_factors(a, fa, b, fb)
     }
@@ -536,7 +562,9 @@ impl Model for Mlp {
                 actual: out.len(),
             });
         }
-        self.with_input(xs, false, |mlp, input| mlp.forward(input, n));
+        self.with_input(xs, false, |mlp, input| {
+            mlp.forward(input, n, FirstPre::Compute)
+        });
         self.copy_logits(out);
         Ok(())
     }

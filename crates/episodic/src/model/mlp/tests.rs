@@ -242,7 +242,7 @@ fn factored_dot_equals_the_dot_of_the_formed_gradients() {
         mlp.loss_and_factors(memory_input, &memory_ys, 0..10, &mut fb)
             .unwrap();
         let dot = mlp
-            .factored_dot(Inputs::Dense(&batch), &fa, memory_input, &fb)
+            .factored_dot(Inputs::Dense(&batch), &fa, memory_input, &mut fb)
             .unwrap();
         let scale = f64::from(norm(&g)) * f64::from(norm(&g_k));
         assert!(
@@ -250,11 +250,112 @@ fn factored_dot_equals_the_dot_of_the_formed_gradients() {
             "factored {dot} against direct {direct} (norms' product {scale})"
         );
     }
+    let memory_factors = fb.clone();
     assert!(mlp
-        .factored_dot(Inputs::Dense(&batch), &fb, Inputs::Sparse(&sparse), &fb)
+        .factored_dot(
+            Inputs::Dense(&batch),
+            &memory_factors,
+            Inputs::Sparse(&sparse),
+            &mut fb
+        )
         .is_err());
 }
 
 fn norm(v: &[f32]) -> f32 {
     v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+#[test]
+fn kept_first_layer_follows_a_plain_sgd_step() {
+    let (mut mlp, batch, batch_ys) = mnist_like(10, 7);
+    let (_, memory, memory_ys) = mnist_like(256, 8);
+    let mut sparse = SparseBatch::default();
+    assert!(sparse.refill(&memory, 784));
+    let memory_input = Inputs::Sparse(&sparse);
+    let mut fa = GradientFactors::default();
+    mlp.loss_and_factors(Inputs::Dense(&batch), &batch_ys, 0..10, &mut fa)
+        .unwrap();
+    let mut g = vec![0.0; mlp.num_params()];
+    mlp.gradient_from_factors(Inputs::Dense(&batch), &fa, &mut g)
+        .unwrap();
+
+    // Kept or computed, the factors are the same, bit for bit.
+    let (mut plain, mut fresh, mut given) = (
+        GradientFactors::default(),
+        GradientFactors::default(),
+        GradientFactors::default(),
+    );
+    let loss = mlp
+        .loss_and_factors(memory_input, &memory_ys, 0..10, &mut plain)
+        .unwrap();
+    let mut first = Vec::new();
+    let kept_loss = mlp
+        .loss_and_factors_kept(
+            memory_input,
+            &memory_ys,
+            0..10,
+            &mut fresh,
+            &mut first,
+            true,
+        )
+        .unwrap();
+    assert_eq!(first.len(), 256 * 100);
+    let given_loss = mlp
+        .loss_and_factors_kept(
+            memory_input,
+            &memory_ys,
+            0..10,
+            &mut given,
+            &mut first,
+            false,
+        )
+        .unwrap();
+    assert_eq!((loss, kept_loss), (given_loss, given_loss));
+    for f in [&fresh, &given] {
+        assert_eq!(f.outputs, plain.outputs);
+        assert_eq!(f.deltas, plain.deltas);
+    }
+
+    // No Gram matrix yet: nothing moves.
+    let before = first.clone();
+    assert!(!mlp
+        .step_first_layer(memory_input, &given, &fa, 0.1, &mut first)
+        .unwrap());
+    assert_eq!(first, before);
+    mlp.factored_dot(Inputs::Dense(&batch), &fa, memory_input, &mut given)
+        .unwrap();
+    assert!(mlp
+        .step_first_layer(memory_input, &given, &fa, 0.1, &mut first)
+        .unwrap());
+    assert!(mlp
+        .step_first_layer(memory_input, &given, &fa, 0.1, &mut first[1..])
+        .is_err());
+
+    // The same step taken by the parameters, and the pre-activations computed anew.
+    for (w, d) in mlp.params_mut().iter_mut().zip(&g) {
+        *w -= 0.1 * d;
+    }
+    let mut recomputed = Vec::new();
+    mlp.loss_and_factors_kept(
+        memory_input,
+        &memory_ys,
+        0..10,
+        &mut fresh,
+        &mut recomputed,
+        true,
+    )
+    .unwrap();
+    let moved = before
+        .iter()
+        .zip(&recomputed)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(moved > 1e-3, "the step moves the pre-activations ({moved})");
+    let scale = recomputed.iter().map(|v| v.abs()).fold(1.0f32, f32::max);
+    for (kept, exact) in first.iter().zip(&recomputed) {
+        assert!(
+            (kept - exact).abs() <= 1e-5 * scale,
+            "kept {kept} against recomputed {exact}"
+        );
+    }
 }
