@@ -350,17 +350,26 @@ impl SparseBatch {
 /// `n_rows x width`. Rows are shared among up to `threads` threads; each row's sum is
 /// computed the same way whatever the thread count.
 pub(crate) fn forward(x: &SparseBatch, w: &[f32], width: usize, out: &mut [f32], threads: usize) {
-    match &x.fold {
-        Some(fold) => accumulate_rows(
-            &x.by_row,
-            None,
-            &fold.fold_rows(w, width),
-            width,
-            out,
-            threads,
-        ),
-        None => accumulate_rows(&x.by_row, x.map(), w, width, out, threads),
+    // Through a map or a fold, the weight rows are first gathered (or summed) into the
+    // stored features' order, once per product: the kernel then reads them without an index
+    // per entry. A gathered row is the mapped row itself, so the sums are bit for bit those
+    // of the map read entry by entry.
+    let arranged = match (&x.fold, x.map()) {
+        (Some(fold), _) => Some(fold.fold_rows(w, width)),
+        (None, Some(map)) => Some(gather_rows(w, width, map)),
+        (None, None) => None,
+    };
+    let w = arranged.as_deref().unwrap_or(w);
+    accumulate_rows(&x.by_row, w, width, out, threads)
+}
+
+/// Rows `map[0], map[1], ...` of the row-major `w` (rows of `width`), in that order.
+fn gather_rows(w: &[f32], width: usize, map: &[u32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(map.len() * width);
+    for &j in map {
+        out.extend_from_slice(&w[j as usize * width..(j as usize + 1) * width]);
     }
+    out
 }
 
 /// `grad_w = X' delta` (overwritten, `n_cols x width`) for the sparse inputs `x` and the
@@ -374,39 +383,30 @@ pub(crate) fn weight_gradient(
 ) {
     grad_w.fill(0.0);
     // The transpose's rows are already where the feature map puts them.
-    accumulate_rows(&x.by_col, None, delta, width, grad_w, threads)
+    accumulate_rows(&x.by_col, delta, width, grad_w, threads)
 }
 
 /// Fewer rows than this are not worth splitting among threads.
 const MIN_ROWS_PER_THREAD: usize = 64;
 
-/// `out[r, :] += sum_j x[r, j] * w[map[j], :]` for every row of `x` (`map` the identity when
-/// `None`).
-fn accumulate_rows(
-    x: &SparseRows,
-    map: Option<&[u32]>,
-    w: &[f32],
-    width: usize,
-    out: &mut [f32],
-    threads: usize,
-) {
+/// `out[r, :] += sum_j x[r, j] * w[j, :]` for every row of `x`.
+fn accumulate_rows(x: &SparseRows, w: &[f32], width: usize, out: &mut [f32], threads: usize) {
     use rayon::prelude::*;
     let rows = x.rows();
     if threads <= 1 || rows < 2 * MIN_ROWS_PER_THREAD || width == 0 {
-        return accumulate_rows_from(x, map, 0, w, width, out);
+        return accumulate_rows_from(x, 0, w, width, out);
     }
     let block = rows.div_ceil(threads).max(MIN_ROWS_PER_THREAD);
     out[..rows * width]
         .par_chunks_mut(block * width)
         .enumerate()
-        .for_each(|(b, chunk)| accumulate_rows_from(x, map, b * block, w, width, chunk));
+        .for_each(|(b, chunk)| accumulate_rows_from(x, b * block, w, width, chunk));
 }
 
 /// Rows `first_row..` of `x` into `out` (which starts at that row), with the best
 /// instruction set the CPU has.
 fn accumulate_rows_from(
     x: &SparseRows,
-    map: Option<&[u32]>,
     first_row: usize,
     w: &[f32],
     width: usize,
@@ -416,44 +416,24 @@ fn accumulate_rows_from(
     {
         // SAFETY: each variant runs only on a CPU that has its instruction set.
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return unsafe { x86::accumulate_rows_avx512(x, map, first_row, w, width, out) };
+            return unsafe { x86::accumulate_rows_avx512(x, first_row, w, width, out) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
-            return unsafe { x86::accumulate_rows_avx2(x, map, first_row, w, width, out) };
+            return unsafe { x86::accumulate_rows_avx2(x, first_row, w, width, out) };
         }
     }
-    accumulate_rows_mapped(x, map, first_row, w, width, out)
-}
-
-/// The kernel with or without a feature map (two instantiations, no branch in the loop).
-#[inline(always)]
-fn accumulate_rows_mapped(
-    x: &SparseRows,
-    map: Option<&[u32]>,
-    first_row: usize,
-    w: &[f32],
-    width: usize,
-    out: &mut [f32],
-) {
-    match map {
-        Some(map) => accumulate_rows_body(x, |j| map[j as usize], first_row, w, width, out),
-        None => accumulate_rows_body(x, |j| j, first_row, w, width, out),
-    }
+    accumulate_rows_body(x, first_row, w, width, out)
 }
 
 #[inline(always)]
 fn accumulate_rows_body(
     x: &SparseRows,
-    feature: impl Fn(u32) -> u32,
     first_row: usize,
     w: &[f32],
     width: usize,
     out: &mut [f32],
 ) {
-    let w_row = |j: u32| {
-        let j = feature(j) as usize;
-        &w[j * width..(j + 1) * width]
-    };
+    let w_row = |j: u32| &w[j as usize * width..(j as usize + 1) * width];
     let rows = x.rows().saturating_sub(first_row);
     for (r, out_row) in out.chunks_exact_mut(width).enumerate().take(rows) {
         let (cols, values) = x.row(first_row + r);
@@ -478,30 +458,28 @@ fn accumulate_rows_body(
 /// The kernel compiled for wider vector units.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{accumulate_rows_mapped, SparseRows};
+    use super::{accumulate_rows_body, SparseRows};
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn accumulate_rows_avx512(
         x: &SparseRows,
-        map: Option<&[u32]>,
         first_row: usize,
         w: &[f32],
         width: usize,
         out: &mut [f32],
     ) {
-        accumulate_rows_mapped(x, map, first_row, w, width, out)
+        accumulate_rows_body(x, first_row, w, width, out)
     }
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn accumulate_rows_avx2(
         x: &SparseRows,
-        map: Option<&[u32]>,
         first_row: usize,
         w: &[f32],
         width: usize,
         out: &mut [f32],
     ) {
-        accumulate_rows_mapped(x, map, first_row, w, width, out)
+        accumulate_rows_body(x, first_row, w, width, out)
     }
 }
 
