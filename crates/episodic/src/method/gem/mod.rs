@@ -614,7 +614,9 @@ impl Method for Gem {
                 Some(slot) => {
                     return Err(Error::CheckpointContent {
                         reason: format!(
-                            "kept first layer {r} names memory {slot} of {}",
+                            "kept first layer {} names memory {} of {}",
+                            r + 1,
+                            slot + 1,
                             self.memories.len()
                         ),
                     })

@@ -508,3 +508,48 @@ fn kept_first_layers_survive_save_and_load() {
         "parameters differ after save and load"
     );
 }
+
+/// A saved state whose kept first layers do not fit is refused when loaded, or stops the
+/// next step with an error, never a panic.
+#[test]
+fn kept_first_layers_that_do_not_fit_are_refused() {
+    let batches = permuted_continuum(2, 30, 9);
+    let mut gem = continuum_gem(false);
+    let mut r = None;
+    for (task, xs, ys) in &batches {
+        gem.observe(&Batch {
+            task: *task,
+            xs,
+            ys,
+        })
+        .unwrap();
+        r = gem.past_kept.iter().position(|k| k.slot.is_some());
+        if r.is_some() {
+            break;
+        }
+    }
+    let r = r.expect("something is kept after a plain step");
+    let mut state = State::default();
+    gem.save(&mut state).unwrap();
+
+    let mut bad_slot = state.clone();
+    let mut slots = vec![None; gem.past_kept.len()];
+    slots[r] = Some(99usize);
+    bad_slot.put("kept_first_layer.slots", &slots).unwrap();
+    let err = continuum_gem(false).load(&bad_slot).unwrap_err();
+    assert!(err.to_string().contains("names memory 100"), "{err}");
+
+    let mut short = state.clone();
+    short.put_f32(format!("kept_first_layer.{r}"), &[0.0; 3]);
+    let mut resumed = continuum_gem(false);
+    resumed.load(&short).unwrap();
+    let (task, xs, ys) = &batches[batches.len() - 1];
+    let err = resumed
+        .observe(&Batch {
+            task: *task,
+            xs,
+            ys,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("kept first-layer"), "{err}");
+}
