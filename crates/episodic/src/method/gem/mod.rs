@@ -67,12 +67,15 @@ use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 use crate::memory::RingMemory;
 use crate::model::{GradientFactors, Inputs, Model};
-use crate::qp::{QpError, QpWorkspace};
+use crate::qp::QpWorkspace;
 use crate::state::State;
 
+mod kept;
 mod past;
+mod project;
 
-use past::{each_past_task, memory_inputs, KeptFirstLayer, PastBuffers};
+use kept::KeptFirstLayer;
+use past::{each_past_task, memory_inputs, PastBuffers};
 
 /// Gradient Episodic Memory.
 pub struct Gem {
@@ -304,46 +307,6 @@ impl Gem {
         Ok(())
     }
 
-    /// Carries the past tasks' kept first-layer pre-activations over a plain step with the
-    /// batch gradient (before the parameters take it); after any other step (projected,
-    /// skipped, or without factors) they are dropped and computed anew at the next pass.
-    fn carry_kept_first_layers(&mut self, plain_factored_step: bool) -> Result<()> {
-        let past = self.past_slots.len();
-        if !plain_factored_step {
-            self.past_kept.iter_mut().for_each(|k| k.slot = None);
-            return Ok(());
-        }
-        let started = Instant::now();
-        let rate = self.params.learning_rate as f32;
-        let batch_factors = std::mem::take(&mut self.batch_factors);
-        let carried = each_past_task(self.past_buffers(), |t| {
-            if t.kept.slot == Some(t.slot) {
-                let inputs = memory_inputs(t.memory);
-                let moved = t.model.step_first_layer(
-                    inputs,
-                    t.factors,
-                    &batch_factors,
-                    rate,
-                    &mut t.kept.values,
-                )?;
-                if !moved {
-                    t.kept.slot = None;
-                }
-            }
-            Ok(())
-        });
-        self.batch_factors = batch_factors;
-        // Tasks beyond this step's past ones keep nothing valid; after a failure (the step
-        // is not taken) none does.
-        let valid = if carried.is_ok() { past } else { 0 };
-        self.past_kept
-            .iter_mut()
-            .skip(valid)
-            .for_each(|k| k.slot = None);
-        self.stats.memory_gradient_time += started.elapsed();
-        carried
-    }
-
     /// Forms every past task's gradient from its factors (into `past_grads`), checks it and
     /// takes its inner product with the batch gradient (into `dots`) while it is in cache;
     /// returns whether one is negative.
@@ -408,80 +371,9 @@ impl Gem {
         );
         self.dots[..past].iter().any(|&d| d < 0.0)
     }
-
-    /// Replaces `self.grad` by its projection onto the cone of the past tasks' constraints.
-    fn project(&mut self, past: usize, task: usize) -> Result<()> {
-        let started = Instant::now();
-        let p = self.model.num_params();
-        let g_mat = MatRef::row_major(&self.past_grads[..past * p], past, p);
-        matmul(
-            MatMut::row_major(&mut self.gram[..past * past], past, past),
-            g_mat,
-            g_mat.t(),
-            false,
-            1,
-        );
-        for i in 0..past {
-            for j in 0..past {
-                // Symmetrise (the f32 product need not be exactly symmetric) and regularise.
-                let sym =
-                    0.5 * (f64::from(self.gram[i * past + j]) + f64::from(self.gram[j * past + i]));
-                self.qp_matrix[i * past + j] = sym + if i == j { self.params.eps } else { 0.0 };
-            }
-            self.qp_linear[i] = f64::from(self.dots[i]);
-        }
-        let solved = self
-            .qp
-            .solve(
-                &self.qp_matrix[..past * past],
-                &self.qp_linear[..past],
-                self.params.margin,
-                &mut self.dual[..past],
-            )
-            .map_err(|source| Error::Qp {
-                task,
-                step: self.stats.steps as usize,
-                source,
-            });
-        self.stats.qp_time += started.elapsed();
-        solved?;
-        let started = Instant::now();
-        for (d, &v) in self.dual_f32.iter_mut().zip(&self.dual[..past]) {
-            *d = v as f32;
-        }
-        // g~ = G' v + g
-        matmul(
-            MatMut::row_major(&mut self.grad, p, 1),
-            g_mat.t(),
-            MatRef::row_major(&self.dual_f32[..past], past, 1),
-            true,
-            1,
-        );
-        self.stats.projection_time += started.elapsed();
-        Ok(())
-    }
 }
 
 impl Gem {
-    /// Counts a projection, or falls back when the QP had no trustworthy solution (its
-    /// matrix was numerically singular, or it did not converge): the update becomes zero,
-    /// the one step that cannot increase any past task's loss, and the step is counted as
-    /// skipped. Non-finite input is not masked: that error stops the run.
-    fn settle_projection(&mut self, projection: Result<()>) -> Result<()> {
-        match projection {
-            Ok(()) => self.stats.projected_steps += 1,
-            Err(Error::Qp {
-                source: QpError::NotPositiveDefinite | QpError::IterationLimit { .. },
-                ..
-            }) => {
-                self.grad.fill(0.0);
-                self.stats.skipped_steps += 1;
-            }
-            Err(err) => return Err(err),
-        }
-        Ok(())
-    }
-
     /// Whether the step violates a past task's constraint, with the past gradients formed
     /// (in `past_grads`) and their inner products in `dots` whenever it does.
     fn violation(&mut self, batch: &Batch<'_>, factored: bool) -> Result<bool> {
@@ -574,13 +466,7 @@ impl Method for Gem {
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
         save_memories(state, "memory", &self.memories)?;
-        let kept_slots: Vec<Option<usize>> = self.past_kept.iter().map(|k| k.slot).collect();
-        state.put("kept_first_layer.slots", &kept_slots)?;
-        for (r, kept) in self.past_kept.iter().enumerate() {
-            if kept.slot.is_some() {
-                state.put_f32(format!("kept_first_layer.{r}"), &kept.values);
-            }
-        }
+        kept::save(state, &self.past_kept)?;
         state.put("stats", &self.stats)
     }
 
@@ -600,31 +486,7 @@ impl Method for Gem {
             let slot = self.memory_slot(task);
             self.memories[slot].1 = memory;
         }
-        // Checkpoints without kept pre-activations (older ones) compute them anew.
-        let kept_slots: Vec<Option<usize>> = match state.values().get("kept_first_layer.slots") {
-            Some(_) => state.get("kept_first_layer.slots")?,
-            None => Vec::new(),
-        };
-        self.past_kept.clear();
-        for (r, slot) in kept_slots.into_iter().enumerate() {
-            let values = match slot {
-                Some(slot) if slot < self.memories.len() => {
-                    state.f32(&format!("kept_first_layer.{r}"), None)?.to_vec()
-                }
-                Some(slot) => {
-                    return Err(Error::CheckpointContent {
-                        reason: format!(
-                            "kept first layer {} names memory {} of {}",
-                            r + 1,
-                            slot + 1,
-                            self.memories.len()
-                        ),
-                    })
-                }
-                None => Vec::new(),
-            };
-            self.past_kept.push(KeptFirstLayer { slot, values });
-        }
+        self.past_kept = kept::load(state, self.memories.len())?;
         self.stats = state.get("stats")?;
         Ok(())
     }

@@ -9,19 +9,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::kept::KeptFirstLayer;
 use crate::error::Result;
 use crate::memory::RingMemory;
 use crate::model::{GradientFactors, Inputs, Model};
-
-/// A past task's first-layer pre-activations, kept from step to step (see
-/// [`Model::loss_and_factors_kept`]).
-#[derive(Debug, Clone, Default)]
-pub(super) struct KeptFirstLayer {
-    /// The memory slot whose inputs they belong to, for the model's current parameters;
-    /// `None`: nothing kept (computed anew at the next pass).
-    pub(super) slot: Option<usize>,
-    pub(super) values: Vec<f32>,
-}
 
 /// One past task's share of a pass: the model copy that runs it and the task's slots.
 pub(super) struct PastTask<'a> {

@@ -3,6 +3,7 @@
 use super::*;
 use crate::method::dot;
 use crate::model::{Mlp, MlpConfig};
+use crate::qp::QpError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
