@@ -11,62 +11,19 @@
 use std::ops::Range;
 
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
 use super::factors::GradientFactors;
 use super::sparse::{self, SparseBatch};
-use super::{check_labels, cross_entropy, Inputs, Model};
+use super::{cross_entropy, Inputs, Model};
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 
+mod checks;
+mod config;
 mod factored;
 mod kept;
 
-/// Layer sizes of an [`Mlp`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MlpConfig {
-    /// Input features.
-    pub input: usize,
-    /// Widths of the hidden layers (each followed by a ReLU).
-    pub hidden: Vec<usize>,
-    /// Output classes.
-    pub classes: usize,
-}
-
-impl Default for MlpConfig {
-    /// The paper's MNIST network: 784-100-100-10.
-    fn default() -> Self {
-        Self {
-            input: 784,
-            hidden: vec![100, 100],
-            classes: 10,
-        }
-    }
-}
-
-impl MlpConfig {
-    /// The paper's two hidden layers of 100 between `input` features and `classes` outputs.
-    pub fn for_data(input: usize, classes: usize) -> Self {
-        Self {
-            input,
-            hidden: vec![100, 100],
-            classes,
-        }
-    }
-
-    /// All layer widths, input first.
-    pub fn widths(&self) -> Vec<usize> {
-        let mut w = vec![self.input];
-        w.extend(&self.hidden);
-        w.push(self.classes);
-        w
-    }
-
-    /// Number of parameters.
-    pub fn num_params(&self) -> usize {
-        self.widths().windows(2).map(|w| w[1] * w[0] + w[1]).sum()
-    }
-}
+pub use config::MlpConfig;
 
 /// Where one layer's weights and bias start in the flat parameter vector.
 #[derive(Debug, Clone, Copy)]
@@ -136,18 +93,6 @@ impl Mlp {
     /// Layer widths, input first.
     pub fn widths(&self) -> &[usize] {
         &self.widths
-    }
-
-    fn check_inputs(&self, xs: &[f32]) -> Result<usize> {
-        let d = self.widths[0];
-        if xs.len() % d != 0 || xs.is_empty() {
-            return Err(Error::Shape {
-                what: "model input (a whole number of rows)",
-                expected: d * (xs.len() / d).max(1),
-                actual: xs.len(),
-            });
-        }
-        Ok(xs.len() / d)
     }
 
     /// Grows the layer outputs (and, `with_deltas`, the output gradients) to hold `n` rows.
@@ -242,29 +187,6 @@ impl Mlp {
     /// Copies the last forward pass's logits (as many rows as `out` holds) into `out`.
     fn copy_logits(&self, out: &mut [f32]) {
         out.copy_from_slice(&self.own.outputs[self.layers.len() - 1][..out.len()]);
-    }
-
-    fn check_grad(&self, grad: &[f32]) -> Result<()> {
-        if grad.len() != self.params.len() {
-            return Err(Error::Shape {
-                what: "gradient buffer",
-                expected: self.params.len(),
-                actual: grad.len(),
-            });
-        }
-        Ok(())
-    }
-
-    fn check_targets(&self, n: usize, ys: &[u32], head: &Range<usize>, grad: &[f32]) -> Result<()> {
-        if ys.len() != n {
-            return Err(Error::Shape {
-                what: "labels (one per input row)",
-                expected: n,
-                actual: ys.len(),
-            });
-        }
-        self.check_grad(grad)?;
-        check_labels(ys, head, self.num_classes())
     }
 
     /// Forward pass, `objective` on the logits, and the backward pass: the gradient of the
