@@ -20,6 +20,7 @@ pub fn setup() -> Setup {
         heads: Heads::PerTask(vec![0..1, 1..2, 2..3]),
         threads: 1,
         seed: 0,
+        optimizer: Default::default(),
     }
 }
 

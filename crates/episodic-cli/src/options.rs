@@ -200,6 +200,17 @@ pub struct Options {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
 
+    /// SGD momentum of every method, in [0, 1) (torch's, no dampening) [default: 0, the
+    /// paper's].
+    #[arg(long, value_name = "MU")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+
+    /// SGD L2 weight decay of every method, >= 0 [default: 0, the paper's].
+    #[arg(long, value_name = "DECAY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+
     /// Memory slots per task of gem, agem and er [default: 256], or ewc's Fisher examples
     /// [default: 10; 1000 on rotations].
     #[arg(long, value_name = "N")]

@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use episodic::config::{ExperimentConfig, MethodConfig, MethodKind};
 use episodic::data::{DataSource, Dataset, Holdout, Preset, Scenario};
 use episodic::model::MlpConfig;
+use episodic::optim::SgdConfig;
 
 use crate::options::{ClassOrderArg, MethodArg, Options, Samples, ScenarioArg};
 
@@ -171,6 +172,10 @@ pub fn resolve(options: &Options, threads: usize, cache: &mut DataCache) -> Resu
     config.shuffle_tasks = options.shuffle_tasks.unwrap_or(false);
     config.eval_every = options.eval_every;
     config.method.apply(&options.overrides())?;
+    config.optimizer = SgdConfig {
+        momentum: options.momentum.unwrap_or(0.0),
+        weight_decay: options.weight_decay.unwrap_or(0.0),
+    };
     config.validate()?;
     Ok(Resolved {
         config,
@@ -238,6 +243,10 @@ pub fn options_of(config: &ExperimentConfig) -> Options {
     }
     o.method = Some(config.method.kind().into());
     o.lr = Some(config.method.learning_rate());
+    if !config.optimizer.is_plain() {
+        o.momentum = Some(config.optimizer.momentum);
+        o.weight_decay = Some(config.optimizer.weight_decay);
+    }
     match config.method {
         MethodConfig::Ewc(p) => {
             o.memories_per_task = Some(p.memories_per_task);

@@ -253,6 +253,11 @@ fn bad_options_are_rejected_with_their_name() {
         (&["--epochs", "0"], "--epochs"),
         (&["--lr", "1e400"], "--lr"),
         (&["--eval-every", "0"], "--eval-every"),
+        (&["--momentum", "1"], "--momentum"),
+        (&["--momentum", "-0.5"], "--momentum"),
+        (&["--momentum", "NaN"], "--momentum"),
+        (&["--weight-decay", "-0.001"], "--weight-decay"),
+        (&["--weight-decay", "inf"], "--weight-decay"),
         (
             &["--method", "single", "--memories-per-task", "5"],
             "--memories-per-task",

@@ -114,6 +114,8 @@ fn every_numeric_option_of_run_runs_or_is_refused_at_its_extremes() {
         ("--margin", &REALS, "gem", "permutations"),
         ("--strength", &REALS, "ewc", "permutations"),
         ("--strength", &REALS, "icarl", "class-split"),
+        ("--momentum", &REALS, "gem", "permutations"),
+        ("--weight-decay", &REALS, "er", "permutations"),
     ];
     let mut seen = Vec::new();
     for (k, (option, values, method, scenario)) in cases.into_iter().enumerate() {

@@ -65,9 +65,21 @@ impl Lcg {
 
 #[test]
 fn killed_at_random_points_and_resumed_matches_an_uninterrupted_run() {
+    killed_and_resumed_matches_an_uninterrupted_run(&SMALL);
+}
+
+#[test]
+fn killed_and_resumed_with_momentum_matches_an_uninterrupted_run() {
+    let args = [&SMALL[..], &["--momentum", "0.9", "--weight-decay", "1e-4"]].concat();
+    killed_and_resumed_matches_an_uninterrupted_run(&args);
+}
+
+/// Kills a run of `small` (options of a short run) at random points, resumes it each time,
+/// and compares its results with an uninterrupted run's.
+fn killed_and_resumed_matches_an_uninterrupted_run(small: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference.json");
-    let output = run(&[&["run", "--out", path_str(&reference)][..], &SMALL].concat());
+    let output = run(&[&["run", "--out", path_str(&reference)][..], small].concat());
     assert!(
         output.status.success(),
         "{}",
@@ -91,7 +103,7 @@ fn killed_at_random_points_and_resumed_matches_an_uninterrupted_run() {
             [
                 &["run", "--checkpoint-dir", path_str(&ckpt)][..],
                 &["--checkpoint-every", "5", "--out", path_str(&out)],
-                &SMALL,
+                small,
             ]
             .concat()
         };

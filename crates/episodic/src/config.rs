@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{DataSource, Preset, Protocol, Scenario};
 use crate::error::{Error, Result};
 use crate::model::MlpConfig;
+use crate::optim::SgdConfig;
 
 /// Which method to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -481,6 +482,10 @@ pub struct ExperimentConfig {
     pub model: MlpConfig,
     /// The method and its hyper-parameters.
     pub method: MethodConfig,
+    /// Momentum and weight decay of the method's SGD; plain SGD (the paper's) is not
+    /// written, so that plain runs' files read as before.
+    #[serde(default, skip_serializing_if = "SgdConfig::is_plain")]
+    pub optimizer: SgdConfig,
     /// Extra evaluations every this many mini-batches (besides the task ends); `None`: only
     /// at task ends.
     #[serde(default)]
@@ -517,6 +522,7 @@ impl ExperimentConfig {
             threads,
             model,
             method: MethodConfig::paper(method, preset.protocol()),
+            optimizer: SgdConfig::default(),
             eval_every: None,
         }
     }
@@ -557,6 +563,7 @@ impl ExperimentConfig {
             threads,
             model: MlpConfig::for_data(data.shape().features(), data.classes()),
             method: MethodConfig::paper(method, Protocol::for_scenario(&scenario)),
+            optimizer: SgdConfig::default(),
             eval_every: None,
         })
     }
@@ -619,6 +626,7 @@ impl ExperimentConfig {
                 ),
             ));
         }
+        self.optimizer.validate()?;
         self.method.validate()
     }
 }

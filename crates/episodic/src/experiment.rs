@@ -207,6 +207,7 @@ fn prepare(config: &ExperimentConfig, data: Dataset) -> Result<Prepared> {
         heads,
         threads: config.threads,
         seed: config.seed,
+        optimizer: config.optimizer,
     };
     let method = method::build(&config.method, &setup)?;
     Ok(Prepared {

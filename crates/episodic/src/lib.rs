@@ -79,6 +79,7 @@ pub mod memory;
 pub mod method;
 pub mod metrics;
 pub mod model;
+pub mod optim;
 pub mod qp;
 pub mod results;
 pub mod rng;

@@ -24,13 +24,13 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{
     check_batch, check_gradient, check_step, dot, load_memories, mixed_task_loss_and_grad,
-    restoring_rng_on_error, save_memories, sgd_step, Batch, Heads, Method, MethodStats,
-    MixedScratch,
+    restoring_rng_on_error, save_memories, Batch, Heads, Method, MethodStats, MixedScratch,
 };
 use crate::config::AgemParams;
 use crate::error::Result;
 use crate::memory::RingMemory;
 use crate::model::Model;
+use crate::optim::{Sgd, SgdConfig};
 use crate::rng::{self, Purpose};
 use crate::state::State;
 
@@ -38,6 +38,8 @@ use crate::state::State;
 pub struct Agem {
     model: Box<dyn Model>,
     params: AgemParams,
+    /// Steps the model along the method's update direction.
+    sgd: Sgd,
     heads: Heads,
     /// (task, memory) in the order tasks were first observed.
     memories: Vec<(usize, RingMemory)>,
@@ -60,6 +62,7 @@ impl Agem {
         crate::config::MethodConfig::Agem(params).validate()?;
         let p = model.num_params();
         Ok(Self {
+            sgd: Sgd::plain(params.learning_rate),
             model,
             params,
             heads,
@@ -74,6 +77,13 @@ impl Agem {
             logits: Vec::new(),
             stats: MethodStats::default(),
         })
+    }
+
+    /// The same stepping with the momentum and weight decay of `config` (plain SGD, the
+    /// paper's, unless told otherwise).
+    pub fn with_optimizer(mut self, config: SgdConfig) -> Self {
+        self.sgd = Sgd::new(self.params.learning_rate, config);
+        self
     }
 
     /// The same with its memory samples drawn from `seed`.
@@ -158,11 +168,7 @@ impl Agem {
                 self.stats.projected_steps += 1;
             }
         }
-        sgd_step(
-            self.model.params_mut(),
-            &self.grad,
-            self.params.learning_rate as f32,
-        );
+        self.sgd.step(self.model.params_mut(), &self.grad);
 
         let slot = match self.memories.iter().position(|(t, _)| *t == batch.task) {
             Some(slot) => slot,
@@ -191,6 +197,7 @@ impl Method for Agem {
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
+        self.sgd.save(state, "optimizer.velocity");
         save_memories(state, "memory", &self.memories)?;
         state.put_rng("rng", &self.rng)?;
         state.put("stats", &self.stats)
@@ -198,6 +205,8 @@ impl Method for Agem {
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_model("model", self.model.as_mut())?;
+        let n = self.model.num_params();
+        self.sgd.load(state, "optimizer.velocity", n)?;
         self.memories = load_memories(
             state,
             "memory",

@@ -17,13 +17,14 @@ use rand::seq::index;
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    check_batch, check_step, mixed_task_loss_and_grad, restoring_rng_on_error, sgd_step, Batch,
-    Heads, Method, MethodStats, MixedScratch,
+    check_batch, check_step, mixed_task_loss_and_grad, restoring_rng_on_error, Batch, Heads,
+    Method, MethodStats, MixedScratch,
 };
 use crate::config::ErParams;
 use crate::error::Result;
 use crate::memory::Reservoir;
 use crate::model::Model;
+use crate::optim::{Sgd, SgdConfig};
 use crate::rng::{self, Purpose};
 use crate::state::State;
 
@@ -31,6 +32,8 @@ use crate::state::State;
 pub struct Er {
     model: Box<dyn Model>,
     params: ErParams,
+    /// Steps the model along the method's update direction.
+    sgd: Sgd,
     heads: Heads,
     memory: Reservoir,
     /// The tasks seen so far, when the budget grows with them (`None`: a fixed budget).
@@ -54,6 +57,7 @@ impl Er {
     pub fn new(model: Box<dyn Model>, params: ErParams, heads: Heads) -> Result<Self> {
         crate::config::MethodConfig::Er(params).validate()?;
         Ok(Self {
+            sgd: Sgd::plain(params.learning_rate),
             grad: vec![0.0; model.num_params()],
             memory: Reservoir::new(0, model.input_dim()),
             tasks_seen: Some(Vec::new()),
@@ -68,6 +72,13 @@ impl Er {
             logits: Vec::new(),
             stats: MethodStats::default(),
         })
+    }
+
+    /// The same stepping with the momentum and weight decay of `config` (plain SGD, the
+    /// paper's, unless told otherwise).
+    pub fn with_optimizer(mut self, config: SgdConfig) -> Self {
+        self.sgd = Sgd::new(self.params.learning_rate, config);
+        self
     }
 
     /// The same with a reservoir fixed at `memories_per_task * tasks` examples from the
@@ -120,11 +131,7 @@ impl Er {
             &mut self.scratch,
         )?;
         check_step(loss, &self.grad, batch.task, self.stats.steps)?;
-        sgd_step(
-            self.model.params_mut(),
-            &self.grad,
-            self.params.learning_rate as f32,
-        );
+        self.sgd.step(self.model.params_mut(), &self.grad);
         if let Some(seen) = &mut self.tasks_seen {
             if !seen.contains(&batch.task) {
                 seen.push(batch.task);
@@ -151,6 +158,7 @@ impl Method for Er {
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
+        self.sgd.save(state, "optimizer.velocity");
         self.memory.save(state, "memory")?;
         if let Some(seen) = &self.tasks_seen {
             let seen: Vec<u64> = seen.iter().map(|&t| t as u64).collect();
@@ -162,6 +170,8 @@ impl Method for Er {
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_model("model", self.model.as_mut())?;
+        let n = self.model.num_params();
+        self.sgd.load(state, "optimizer.velocity", n)?;
         if self.tasks_seen.is_some() {
             // A growing budget: as many slots as tasks seen, each seen once.
             let seen = state.u64("tasks_seen", None)?;

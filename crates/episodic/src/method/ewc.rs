@@ -19,11 +19,12 @@
 //! when the first batch of the next one arrives; we do it at [`Method::end_task`] (the same
 //! parameters and examples), or on a new task's first batch if `end_task` was not called.
 
-use super::{check_batch, check_step, sgd_step, Batch, Heads, Method, MethodStats};
+use super::{check_batch, check_step, Batch, Heads, Method, MethodStats};
 use crate::config::EwcParams;
 use crate::error::{Error, Result};
 use crate::memory::check_examples;
 use crate::model::Model;
+use crate::optim::{Sgd, SgdConfig};
 use crate::state::{bounded, State};
 
 /// A consolidated task: its Fisher diagonal and its anchor parameters.
@@ -36,6 +37,8 @@ struct Consolidated {
 pub struct Ewc {
     model: Box<dyn Model>,
     params: EwcParams,
+    /// Steps the model along the method's update direction.
+    sgd: Sgd,
     heads: Heads,
     /// The task being learned, and whether it has been consolidated.
     current: Option<(usize, bool)>,
@@ -54,6 +57,7 @@ impl Ewc {
     pub fn new(model: Box<dyn Model>, params: EwcParams, heads: Heads) -> Result<Self> {
         crate::config::MethodConfig::Ewc(params).validate()?;
         Ok(Self {
+            sgd: Sgd::plain(params.learning_rate),
             grad: vec![0.0; model.num_params()],
             model,
             params,
@@ -65,6 +69,13 @@ impl Ewc {
             logits: Vec::new(),
             stats: MethodStats::default(),
         })
+    }
+
+    /// The same stepping with the momentum and weight decay of `config` (plain SGD, the
+    /// paper's, unless told otherwise).
+    pub fn with_optimizer(mut self, config: SgdConfig) -> Self {
+        self.sgd = Sgd::new(self.params.learning_rate, config);
+        self
     }
 
     /// The quadratic penalty at the current parameters, and (if `grad` is given) its
@@ -153,11 +164,7 @@ impl Method for Ewc {
         );
         let loss = loss + penalty as f32;
         check_step(loss, &self.grad, batch.task, self.stats.steps)?;
-        sgd_step(
-            self.model.params_mut(),
-            &self.grad,
-            self.params.learning_rate as f32,
-        );
+        self.sgd.step(self.model.params_mut(), &self.grad);
         let d = self.model.input_dim();
         let room = self.params.memories_per_task - self.memory_ys.len();
         let take = room.min(batch.ys.len());
@@ -175,6 +182,7 @@ impl Method for Ewc {
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
+        self.sgd.save(state, "optimizer.velocity");
         state.put("current", &self.current)?;
         state.put_f32("memory.xs", &self.memory_xs);
         state.put_u32("memory.ys", &self.memory_ys);
@@ -188,6 +196,8 @@ impl Method for Ewc {
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_model("model", self.model.as_mut())?;
+        let n = self.model.num_params();
+        self.sgd.load(state, "optimizer.velocity", n)?;
         let p = self.model.num_params();
         self.current = state.get("current")?;
         let ys = state.u32("memory.ys", None)?;

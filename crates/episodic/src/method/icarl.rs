@@ -36,13 +36,12 @@ use std::ops::Range;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{
-    check_batch, check_step, restoring_rng_on_error, sgd_step, Batch, Heads, Method, MethodStats,
-};
+use super::{check_batch, check_step, restoring_rng_on_error, Batch, Heads, Method, MethodStats};
 use crate::config::IcarlParams;
 use crate::error::{Error, Result};
 use crate::memory::check_examples;
 use crate::model::{cross_entropy, Model, SparseBatch};
+use crate::optim::{Sgd, SgdConfig};
 use crate::rng::{self, Purpose};
 use crate::state::{bounded, State};
 
@@ -60,6 +59,8 @@ struct Exemplars {
 pub struct Icarl {
     model: Box<dyn Model>,
     params: IcarlParams,
+    /// Steps the model along the method's update direction.
+    sgd: Sgd,
     heads: Heads,
     rng: ChaCha8Rng,
     /// Exemplars of each class (empty for classes not seen yet).
@@ -90,6 +91,7 @@ impl Icarl {
         crate::config::MethodConfig::Icarl(params).validate()?;
         let (p, classes) = (model.num_params(), model.num_classes());
         Ok(Self {
+            sgd: Sgd::plain(params.learning_rate),
             model,
             params,
             heads,
@@ -108,6 +110,13 @@ impl Icarl {
             logits: Vec::new(),
             stats: MethodStats::default(),
         })
+    }
+
+    /// The same stepping with the momentum and weight decay of `config` (plain SGD, the
+    /// paper's, unless told otherwise).
+    pub fn with_optimizer(mut self, config: SgdConfig) -> Self {
+        self.sgd = Sgd::new(self.params.learning_rate, config);
+        self
     }
 
     /// The same with its exemplar picks drawn from `seed`.
@@ -397,11 +406,7 @@ impl Icarl {
         }
         let loss = loss as f32;
         check_step(loss, &self.grad, batch.task, self.stats.steps)?;
-        sgd_step(
-            self.model.params_mut(),
-            &self.grad,
-            self.params.learning_rate as f32,
-        );
+        self.sgd.step(self.model.params_mut(), &self.grad);
         self.buffer_xs.extend_from_slice(batch.xs);
         self.buffer_ys.extend_from_slice(batch.ys);
         self.means_fresh = false;
@@ -437,6 +442,7 @@ impl Method for Icarl {
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
+        self.sgd.save(state, "optimizer.velocity");
         for (class, set) in self.exemplars.iter().enumerate() {
             state.put_f32(format!("exemplars.{class}.xs"), &set.xs);
             state.put_f32(format!("exemplars.{class}.targets"), &set.targets);
@@ -451,6 +457,8 @@ impl Method for Icarl {
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_model("model", self.model.as_mut())?;
+        let n = self.model.num_params();
+        self.sgd.load(state, "optimizer.velocity", n)?;
         let (d, classes) = (self.model.input_dim(), self.model.num_classes());
         let mut exemplars = Vec::with_capacity(classes);
         for class in 0..classes {

@@ -15,12 +15,13 @@
 //! one after another from the run's seed (the reference uses torch's global generator).
 
 use super::{
-    check_batch, check_step, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads, Method,
+    check_batch, check_step, predict_argmax, predict_argmax_sparse, Batch, Heads, Method,
     MethodStats, Setup,
 };
 use crate::config::IndependentParams;
 use crate::error::{Error, Result};
 use crate::model::{Mlp, MlpConfig, Model, SparseBatch};
+use crate::optim::Sgd;
 use crate::rng::{self, Purpose};
 use crate::state::{bounded, State};
 
@@ -33,6 +34,8 @@ pub struct Independent {
     /// The task trained most recently.
     last_task: Option<usize>,
     params: IndependentParams,
+    /// Optimiser t steps network t (each its own, as the reference's).
+    sgds: Vec<Sgd>,
     heads: Heads,
     grad: Vec<f32>,
     logits: Vec<f32>,
@@ -42,6 +45,8 @@ pub struct Independent {
 impl Independent {
     /// `setup.tasks` networks, each with hidden layers `1 / tasks` as wide as `setup.model`'s.
     pub fn new(setup: &Setup, params: IndependentParams) -> Result<Self> {
+        crate::config::MethodConfig::Independent(params).validate()?;
+        setup.optimizer.validate()?;
         let t = setup.tasks.max(1);
         let config = MlpConfig {
             hidden: setup.model.hidden.iter().map(|&h| (h / t).max(1)).collect(),
@@ -54,6 +59,7 @@ impl Independent {
         Ok(Self {
             grad: vec![0.0; config.num_params()],
             started: vec![false; t],
+            sgds: vec![Sgd::new(params.learning_rate, setup.optimizer); t],
             nets,
             last_task: None,
             params,
@@ -116,11 +122,7 @@ impl Method for Independent {
         };
         self.started[task] = true;
         self.last_task = Some(task);
-        sgd_step(
-            net.params_mut(),
-            &self.grad,
-            self.params.learning_rate as f32,
-        );
+        self.sgds[task].step(net.params_mut(), &self.grad);
         self.stats.steps += 1;
         Ok(loss)
     }
@@ -143,6 +145,9 @@ impl Method for Independent {
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_models("net", &self.nets);
+        for (t, sgd) in self.sgds.iter().enumerate() {
+            sgd.save(state, &format!("optimizer.{t}.velocity"));
+        }
         state.put("started", &self.started)?;
         state.put("last_task", &self.last_task)?;
         state.put("stats", &self.stats)
@@ -150,6 +155,9 @@ impl Method for Independent {
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_models("net", &mut self.nets)?;
+        for (t, (sgd, net)) in self.sgds.iter_mut().zip(&self.nets).enumerate() {
+            sgd.load(state, &format!("optimizer.{t}.velocity"), net.num_params())?;
+        }
         let started: Vec<bool> = state.get("started")?;
         if started.len() != self.nets.len() {
             return Err(Error::CheckpointContent {

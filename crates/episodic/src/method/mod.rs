@@ -59,6 +59,7 @@ use crate::config::{MethodConfig, MethodKind};
 use crate::error::{Error, Result};
 use crate::memory::RingMemory;
 use crate::model::{argmax_in_head, check_labels, Mlp, MlpConfig, Model, SparseBatch};
+use crate::optim::SgdConfig;
 use crate::rng::{self, Purpose};
 use crate::state::{bounded, State};
 
@@ -142,6 +143,8 @@ pub struct Setup {
     pub threads: usize,
     /// The run's seed: initialisation and the method's own draws come from it.
     pub seed: u64,
+    /// Momentum and weight decay of every method's SGD (plain by default).
+    pub optimizer: SgdConfig,
 }
 
 impl Setup {
@@ -193,26 +196,38 @@ pub fn build(config: &MethodConfig, setup: &Setup) -> Result<Box<dyn Method>> {
         });
     }
     let heads = setup.heads.clone();
+    let sgd = setup.optimizer;
+    sgd.validate()?;
     Ok(match config {
-        MethodConfig::Single(p) => Box::new(Single::new(setup.network()?, *p, heads)?),
+        MethodConfig::Single(p) => {
+            Box::new(Single::new(setup.network()?, *p, heads)?.with_optimizer(sgd))
+        }
         MethodConfig::Independent(p) => Box::new(Independent::new(setup, *p)?),
         MethodConfig::Multimodal(p) => Box::new(Multimodal::new(setup, *p)?),
-        MethodConfig::Ewc(p) => Box::new(Ewc::new(setup.network()?, *p, heads)?),
-        MethodConfig::Icarl(p) => {
-            Box::new(Icarl::new(setup.network()?, *p, heads)?.with_seed(setup.seed))
+        MethodConfig::Ewc(p) => {
+            Box::new(Ewc::new(setup.network()?, *p, heads)?.with_optimizer(sgd))
         }
-        MethodConfig::Agem(p) => {
-            Box::new(Agem::new(setup.network()?, *p, heads)?.with_seed(setup.seed))
-        }
+        MethodConfig::Icarl(p) => Box::new(
+            Icarl::new(setup.network()?, *p, heads)?
+                .with_seed(setup.seed)
+                .with_optimizer(sgd),
+        ),
+        MethodConfig::Agem(p) => Box::new(
+            Agem::new(setup.network()?, *p, heads)?
+                .with_seed(setup.seed)
+                .with_optimizer(sgd),
+        ),
         MethodConfig::Er(p) => Box::new(
             Er::new(setup.network()?, *p, heads)?
                 .with_tasks(setup.tasks)
-                .with_seed(setup.seed),
+                .with_seed(setup.seed)
+                .with_optimizer(sgd),
         ),
         MethodConfig::Gem(p) => Box::new(
             Gem::new(setup.network()?, *p, heads)?
                 .with_expected_tasks(setup.tasks)
-                .with_threads(setup.threads.min(setup.tasks.max(1))),
+                .with_threads(setup.threads.min(setup.tasks.max(1)))
+                .with_optimizer(sgd),
         ),
     })
 }
@@ -302,14 +317,6 @@ pub(crate) struct MixedScratch {
     xs: Vec<f32>,
     ys: Vec<u32>,
     grad: Vec<f32>,
-}
-
-/// Plain SGD: `params -= learning_rate * grad`.
-pub(crate) fn sgd_step(params: &mut [f32], grad: &[f32], learning_rate: f32) {
-    params
-        .iter_mut()
-        .zip(grad)
-        .for_each(|(p, g)| *p -= learning_rate * g);
 }
 
 /// Stops a run whose loss diverged, before the bad gradient is applied.
@@ -467,6 +474,7 @@ pub(crate) mod tests {
             heads,
             threads: 1,
             seed: 0,
+            optimizer: SgdConfig::default(),
         }
     }
 
@@ -603,8 +611,18 @@ pub(crate) mod tests {
 
     #[test]
     fn every_method_continues_identically_from_its_saved_state() {
-        for config in every_method() {
-            let setup = setup(3, Heads::PerTask(HEADS.to_vec()));
+        let momentum = SgdConfig {
+            momentum: 0.9,
+            weight_decay: 1e-3,
+        };
+        for (config, optimizer) in every_method()
+            .into_iter()
+            .flat_map(|c| [(c, SgdConfig::default()), (c, momentum)])
+        {
+            let setup = Setup {
+                optimizer,
+                ..setup(3, Heads::PerTask(HEADS.to_vec()))
+            };
             let mut original = build(&config, &setup).unwrap();
             train(original.as_mut(), 0..2, 0);
             // Mid-task too: one batch of task 2 before saving.
@@ -646,6 +664,78 @@ pub(crate) mod tests {
                 resumed.predict(&xs, task, &mut pb).unwrap();
                 assert_eq!(pa, pb, "{}", config.kind().id());
             }
+        }
+    }
+
+    #[test]
+    fn every_method_steps_with_the_optimiser_it_is_given() {
+        let momentum = SgdConfig {
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
+        let decay = SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.5,
+        };
+        // Heads of every class, so that losses and gradients are not zero.
+        for config in every_method() {
+            let id = config.kind().id();
+            let run = |optimizer: SgdConfig| {
+                let setup = Setup {
+                    optimizer,
+                    ..setup(3, Heads::PerTask(vec![0..3; 3]))
+                };
+                let mut method = build(&config, &setup).unwrap();
+                let losses = train(method.as_mut(), 0..2, 0);
+                let mut state = State::default();
+                method.save(&mut state).unwrap();
+                (losses, state)
+            };
+            let (plain, plain_state) = run(SgdConfig::default());
+            let (with_momentum, momentum_state) = run(momentum);
+            let (with_decay, _) = run(decay);
+            assert_ne!(plain, with_momentum, "{id}: momentum changed nothing");
+            assert_ne!(plain, with_decay, "{id}: weight decay changed nothing");
+            let velocities = |state: &State| {
+                state
+                    .tensors()
+                    .keys()
+                    .filter(|k| k.starts_with("optimizer."))
+                    .count()
+            };
+            assert_eq!(velocities(&plain_state), 0, "{id}");
+            assert!(velocities(&momentum_state) > 0, "{id}: no velocity saved");
+            // A state without the velocity does not fit a method with momentum.
+            let setup = Setup {
+                optimizer: momentum,
+                ..setup(3, Heads::PerTask(vec![0..3; 3]))
+            };
+            let mut method = build(&config, &setup).unwrap();
+            assert!(method.load(&plain_state).is_err(), "{id}");
+        }
+    }
+
+    #[test]
+    fn an_impossible_optimiser_is_refused_by_every_method() {
+        for config in every_method() {
+            let setup = Setup {
+                optimizer: SgdConfig {
+                    momentum: 1.0,
+                    weight_decay: 0.0,
+                },
+                ..setup(3, Heads::PerTask(HEADS.to_vec()))
+            };
+            assert!(
+                matches!(
+                    build(&config, &setup),
+                    Err(Error::InvalidOption {
+                        option: "--momentum",
+                        ..
+                    })
+                ),
+                "{}",
+                config.kind().id()
+            );
         }
     }
 

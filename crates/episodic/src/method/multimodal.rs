@@ -21,12 +21,13 @@
 //! `nn.Linear` initialisation and zeroes only some biases).
 
 use super::{
-    check_batch, check_step, predict_argmax, predict_argmax_sparse, sgd_step, Batch, Heads, Method,
+    check_batch, check_step, predict_argmax, predict_argmax_sparse, Batch, Heads, Method,
     MethodStats, Setup,
 };
 use crate::config::MultimodalParams;
 use crate::error::{Error, Result};
 use crate::model::{Mlp, Model, SparseBatch};
+use crate::optim::Sgd;
 use crate::rng::{self, Purpose};
 use crate::state::{bounded, State};
 
@@ -38,7 +39,8 @@ pub struct Multimodal {
     input_layer_len: usize,
     /// The network whose shared layers are current.
     owner: usize,
-    params: MultimodalParams,
+    /// Optimiser t steps network t; the shared layers' velocity moves with `owner`.
+    sgds: Vec<Sgd>,
     heads: Heads,
     grad: Vec<f32>,
     logits: Vec<f32>,
@@ -49,6 +51,8 @@ impl Multimodal {
     /// One input layer per task of `setup.tasks` (the first layer of `setup.model`), over
     /// the rest of `setup.model`, shared.
     pub fn new(setup: &Setup, params: MultimodalParams) -> Result<Self> {
+        crate::config::MethodConfig::Multimodal(params).validate()?;
+        setup.optimizer.validate()?;
         let first = *setup.model.hidden.first().ok_or(Error::InvalidOption {
             option: "model",
             reason: "multimodal needs at least one hidden layer".into(),
@@ -63,7 +67,7 @@ impl Multimodal {
             input_layer_len: config.input * first + first,
             nets,
             owner: 0,
-            params,
+            sgds: vec![Sgd::new(params.learning_rate, setup.optimizer); setup.tasks.max(1)],
             heads: setup.heads.clone(),
             logits: Vec::new(),
             stats: MethodStats::default(),
@@ -92,6 +96,9 @@ impl Multimodal {
                 (&b[0], &mut a[task])
             };
             target.params_mut()[k..].copy_from_slice(&owner.params()[k..]);
+            let n = owner.num_params();
+            let shared = self.sgds[self.owner].clone();
+            self.sgds[task].share_velocity(&shared, k..n, n);
             self.owner = task;
         }
         Ok(())
@@ -114,11 +121,7 @@ impl Method for Multimodal {
         let head = check_batch(net.as_ref(), &self.heads, batch)?;
         let loss = net.loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
         check_step(loss, &self.grad, batch.task, self.stats.steps)?;
-        sgd_step(
-            net.params_mut(),
-            &self.grad,
-            self.params.learning_rate as f32,
-        );
+        self.sgds[batch.task].step(net.params_mut(), &self.grad);
         self.stats.steps += 1;
         Ok(loss)
     }
@@ -141,12 +144,18 @@ impl Method for Multimodal {
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_models("net", &self.nets);
+        for (t, sgd) in self.sgds.iter().enumerate() {
+            sgd.save(state, &format!("optimizer.{t}.velocity"));
+        }
         state.put("owner", &self.owner)?;
         state.put("stats", &self.stats)
     }
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_models("net", &mut self.nets)?;
+        for (t, (sgd, net)) in self.sgds.iter_mut().zip(&self.nets).enumerate() {
+            sgd.load(state, &format!("optimizer.{t}.velocity"), net.num_params())?;
+        }
         let owner: u64 = state.get("owner")?;
         self.owner = bounded("owner", owner, self.nets.len())?;
         self.stats = state.get("stats")?;

@@ -21,15 +21,16 @@ pub(super) struct KeptFirstLayer {
 impl Gem {
     /// Carries the past tasks' kept first-layer pre-activations over a plain step with the
     /// batch gradient (before the parameters take it); after any other step (projected,
-    /// skipped, or without factors) they are dropped and computed anew at the next pass.
+    /// skipped, without factors, or with momentum or weight decay, whose step is not the
+    /// batch gradient's) they are dropped and computed anew at the next pass.
     pub(super) fn carry_kept_first_layers(&mut self, plain_factored_step: bool) -> Result<()> {
         let past = self.past_slots.len();
-        if !plain_factored_step {
+        if !plain_factored_step || !self.sgd.is_plain() {
             self.past_kept.iter_mut().for_each(|k| k.slot = None);
             return Ok(());
         }
         let started = Instant::now();
-        let rate = self.params.learning_rate as f32;
+        let rate = self.sgd.learning_rate();
         let batch_factors = std::mem::take(&mut self.batch_factors);
         let carried = each_past_task(self.past_buffers(), |t| {
             if t.kept.slot == Some(t.slot) {

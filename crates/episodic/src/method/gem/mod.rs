@@ -59,14 +59,15 @@ use std::ops::Range;
 use std::time::Instant;
 
 use super::{
-    check_batch, check_gradient, check_loss, check_step, load_memories, save_memories, sgd_step,
-    Batch, Heads, Method, MethodStats,
+    check_batch, check_gradient, check_loss, check_step, load_memories, save_memories, Batch,
+    Heads, Method, MethodStats,
 };
 use crate::config::GemParams;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
 use crate::memory::RingMemory;
 use crate::model::{GradientFactors, Inputs, Model};
+use crate::optim::{Sgd, SgdConfig};
 use crate::qp::QpWorkspace;
 use crate::state::State;
 
@@ -85,6 +86,8 @@ pub struct Gem {
     /// Indices into `memories` of the past tasks of the current step.
     past_slots: Vec<usize>,
     params: GemParams,
+    /// Steps the model along the method's update direction.
+    sgd: Sgd,
     heads: Heads,
     /// (task, memory) in the order tasks were first observed.
     memories: Vec<(usize, RingMemory)>,
@@ -135,10 +138,21 @@ impl Gem {
         Ok(Self::sized(model, params, heads, 1, 1))
     }
 
+    /// The same stepping with the momentum and weight decay of `config` (plain SGD, the
+    /// paper's, unless told otherwise).
+    pub fn with_optimizer(mut self, config: SgdConfig) -> Self {
+        self.sgd = Sgd::new(self.params.learning_rate, config);
+        self
+    }
+
     /// The same with buffers allocated for `tasks` tasks at once (no growth on the way).
     pub fn with_expected_tasks(self, tasks: usize) -> Self {
         let threads = self.workers.len() + 1;
-        Self::sized(self.model, self.params, self.heads, tasks, threads)
+        let sgd = self.sgd.clone();
+        Self {
+            sgd,
+            ..Self::sized(self.model, self.params, self.heads, tasks, threads)
+        }
     }
 
     /// The same computing the past tasks' memory gradients on up to `threads` threads
@@ -188,6 +202,7 @@ impl Gem {
             qp: QpWorkspace::new(t),
             memories: Vec::with_capacity(t),
             model,
+            sgd: Sgd::plain(params.learning_rate),
             params,
             heads,
             logits: Vec::new(),
@@ -445,11 +460,7 @@ impl Method for Gem {
         }
         self.carry_kept_first_layers(factored && !violated)?;
 
-        sgd_step(
-            self.model.params_mut(),
-            &self.grad,
-            self.params.learning_rate as f32,
-        );
+        self.sgd.step(self.model.params_mut(), &self.grad);
         self.workers_in_sync = false;
         let slot = self.memory_slot(batch.task);
         self.memories[slot].1.push_batch(batch.xs, batch.ys);
@@ -465,6 +476,7 @@ impl Method for Gem {
 
     fn save(&self, state: &mut State) -> Result<()> {
         state.put_model("model", self.model.as_ref());
+        self.sgd.save(state, "optimizer.velocity");
         save_memories(state, "memory", &self.memories)?;
         kept::save(state, &self.past_kept)?;
         state.put("stats", &self.stats)
@@ -472,6 +484,8 @@ impl Method for Gem {
 
     fn load(&mut self, state: &State) -> Result<()> {
         state.load_model("model", self.model.as_mut())?;
+        let n = self.model.num_params();
+        self.sgd.load(state, "optimizer.velocity", n)?;
         self.workers_in_sync = false;
         // Task indices only label GEM's memories; any number of tasks is allowed.
         let memories = load_memories(
