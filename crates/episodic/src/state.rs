@@ -126,6 +126,9 @@ impl State {
     /// Stores the parameters of `model` under `name`.
     pub fn put_model(&mut self, name: &str, model: &dyn Model) {
         self.put_f32(name, model.params());
+        if !model.buffers().is_empty() {
+            self.put_f32(format!("{name}.buffers"), model.buffers());
+        }
     }
 
     /// Loads parameters saved by [`State::put_model`] into `model`, refusing any other size.
@@ -136,11 +139,24 @@ impl State {
                 "tensor {name} holds a NaN or infinite parameter"
             )));
         }
+        let buffers = if model.buffers().is_empty() {
+            None
+        } else {
+            let key = format!("{name}.buffers");
+            let buffers = self.f32(&key, Some(model.buffers().len()))?;
+            if buffers.iter().any(|v| !v.is_finite()) {
+                return Err(bad(format!("tensor {key} holds a NaN or infinite value")));
+            }
+            Some(buffers)
+        };
         model.params_mut().copy_from_slice(params);
+        if let Some(buffers) = buffers {
+            model.buffers_mut().copy_from_slice(buffers);
+        }
         Ok(())
     }
 
-    /// Stores the parameters of each of `models` under `prefix.0`, `prefix.1`, ...
+    /// Stores the parameters (and buffers) of each of `models` under `prefix.0`, `prefix.1`, ...
     pub fn put_models(&mut self, prefix: &str, models: &[Box<dyn Model>]) {
         for (i, model) in models.iter().enumerate() {
             self.put_model(&format!("{prefix}.{i}"), model.as_ref());

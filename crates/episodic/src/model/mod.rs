@@ -6,10 +6,12 @@
 
 mod factors;
 mod mlp;
+mod resnet;
 mod sparse;
 
 pub use factors::GradientFactors;
 pub use mlp::{Mlp, MlpConfig};
+pub use resnet::{ResNet, ResNetConfig};
 pub use sparse::{FeatureFold, SparseBatch};
 
 use std::ops::Range;
@@ -33,6 +35,15 @@ pub trait Model: Send {
     fn params(&self) -> &[f32];
     /// The parameters, for an optimiser step.
     fn params_mut(&mut self) -> &mut [f32];
+    /// State that training passes update but gradients do not cover (BatchNorm's running
+    /// statistics): saved in checkpoints with the parameters. Empty for models without.
+    fn buffers(&self) -> &[f32] {
+        &[]
+    }
+    /// [`Model::buffers`], to restore them.
+    fn buffers_mut(&mut self) -> &mut [f32] {
+        &mut []
+    }
     /// Input features per example.
     fn input_dim(&self) -> usize;
     /// Number of output classes.
