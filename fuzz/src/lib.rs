@@ -6,16 +6,16 @@ use episodic::config::{
 };
 use episodic::checkpoint::Checkpoint;
 use episodic::method::{self, Batch, Heads, Setup};
-use episodic::model::MlpConfig;
+use episodic::model::{MlpConfig, ModelConfig};
 
 /// A 6-8-4-3 network on 3 tasks with a head each.
 pub fn setup() -> Setup {
     Setup {
-        model: MlpConfig {
+        model: ModelConfig::Mlp(MlpConfig {
             input: 6,
             hidden: vec![8, 4],
             classes: 3,
-        },
+        }),
         tasks: 3,
         heads: Heads::PerTask(vec![0..1, 1..2, 2..3]),
         threads: 1,

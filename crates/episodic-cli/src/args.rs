@@ -84,7 +84,7 @@ pub struct RunArgs {
         value_name = "DIR",
         conflicts_with_all = [
             "benchmark", "data", "scenario", "classes_per_task", "class_order", "method",
-            "seed", "tasks", "samples_per_task", "lr", "momentum", "weight_decay",
+            "seed", "tasks", "samples_per_task", "lr", "momentum", "weight_decay", "model", "nf",
             "memories_per_task", "margin",
             "strength", "sample_size", "memory_size", "finetune", "eval_every", "batch_size",
             "epochs", "shuffle_tasks", "config", "print_config",

@@ -11,6 +11,16 @@ use episodic::config::{MethodKind, MethodOverrides};
 use episodic::data::{ClassOrder, Preset, Scenario};
 use serde::{Deserialize, Serialize};
 
+/// Networks, as spelled on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelArg {
+    /// The paper's MNIST network: two hidden layers of 100, sized for the data.
+    Mlp,
+    /// The paper's reduced ResNet-18 (CIFAR; 3 x 32 x 32 images).
+    Resnet,
+}
+
 /// Methods, as spelled on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -194,6 +204,17 @@ pub struct Options {
     #[arg(long, value_enum, value_name = "METHOD")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<MethodArg>,
+
+    /// The network: mlp or resnet [default: resnet on cifar100 and cifar10-split, mlp
+    /// otherwise].
+    #[arg(long, value_enum, value_name = "NET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelArg>,
+
+    /// Width of the ResNet's first stage (resnet) [default: 20, the paper's].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nf: Option<usize>,
 
     /// SGD learning rate [default: the paper's per method and benchmark].
     #[arg(long, value_name = "RATE")]

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use episodic::config::{ExperimentConfig, MethodConfig, MethodKind};
 use episodic::data::{DataSource, Dataset, Holdout, Preset, Scenario};
-use episodic::model::MlpConfig;
+use episodic::model::{MlpConfig, ModelConfig, ResNetConfig};
 use episodic::optim::SgdConfig;
 
-use crate::options::{ClassOrderArg, MethodArg, Options, Samples, ScenarioArg};
+use crate::options::{ClassOrderArg, MethodArg, ModelArg, Options, Samples, ScenarioArg};
 
 /// A configuration ready to run, with its data.
 pub struct Resolved {
@@ -166,7 +166,23 @@ pub fn resolve(options: &Options, threads: usize, cache: &mut DataCache) -> Resu
             Scenario::ClassSplit { .. } | Scenario::Given => None,
         };
     }
-    config.model = MlpConfig::for_data(data.shape().features(), data.classes());
+    config.model = match options.model {
+        Some(ModelArg::Mlp) => MlpConfig::for_data(data.shape().features(), data.classes()).into(),
+        Some(ModelArg::Resnet) => ResNetConfig::paper(data.classes()).into(),
+        // A preset's network (the ResNet on CIFAR) for its data; the MLP for any other.
+        None => match &config.model {
+            ModelConfig::ResNet(c) => ModelConfig::ResNet(c.clone()).with_classes(data.classes()),
+            _ => MlpConfig::for_data(data.shape().features(), data.classes()).into(),
+        },
+    };
+    if let Some(nf) = options.nf {
+        match &mut config.model {
+            ModelConfig::ResNet(c) => c.nf = nf,
+            ModelConfig::Mlp(_) => {
+                bail!("invalid value for --nf: applies only to --model resnet, not the mlp")
+            }
+        }
+    }
     config.epochs = options.epochs.unwrap_or(1);
     config.batch_size = options.batch_size.unwrap_or(10);
     config.shuffle_tasks = options.shuffle_tasks.unwrap_or(false);
@@ -242,6 +258,21 @@ pub fn options_of(config: &ExperimentConfig) -> Options {
         }
     }
     o.method = Some(config.method.kind().into());
+    match &config.model {
+        // The MLP is written only where it is not the default: on the CIFAR presets.
+        ModelConfig::Mlp(_) => {
+            if matches!(
+                config.preset_of(),
+                Some(Preset::Cifar100 | Preset::Cifar10Split)
+            ) {
+                o.model = Some(ModelArg::Mlp);
+            }
+        }
+        ModelConfig::ResNet(c) => {
+            o.model = Some(ModelArg::Resnet);
+            o.nf = Some(c.nf);
+        }
+    }
     o.lr = Some(config.method.learning_rate());
     if !config.optimizer.is_plain() {
         o.momentum = Some(config.optimizer.momentum);

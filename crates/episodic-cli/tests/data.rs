@@ -110,7 +110,8 @@ fn cifar_loads_in_both_layouts_and_runs_its_presets() {
         );
         let r = read_json(&out);
         assert_eq!(r["config"]["benchmark"], "cifar100");
-        assert_eq!(r["config"]["model"]["input"], 3072);
+        // The paper's reduced ResNet-18 by default.
+        assert_eq!(r["config"]["model"]["nf"], 20);
         assert_eq!(r["config"]["model"]["classes"], 100);
         assert_eq!(
             r["tasks"][2]["classes"]["classes"],

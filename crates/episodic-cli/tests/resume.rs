@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failed unwrap is a failed test.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -71,6 +73,31 @@ fn killed_at_random_points_and_resumed_matches_an_uninterrupted_run() {
 #[test]
 fn killed_and_resumed_with_momentum_matches_an_uninterrupted_run() {
     let args = [&SMALL[..], &["--momentum", "0.9", "--weight-decay", "1e-4"]].concat();
+    killed_and_resumed_matches_an_uninterrupted_run(&args);
+}
+
+#[test]
+fn killed_and_resumed_resnet_run_matches_an_uninterrupted_run() {
+    // The ResNet's running statistics and GEM's momentum must come back too.
+    let data = tempfile::tempdir().unwrap();
+    let dir =
+        common::write_learnable_cifar(data.path(), episodic::data::CifarVariant::Cifar10, 40, 4);
+    let args = [
+        "--benchmark",
+        "cifar10-split",
+        "--data-dir",
+        path_str(&dir),
+        "--nf",
+        "4",
+        "--method",
+        "gem",
+        "--momentum",
+        "0.5",
+        "--threads",
+        "1",
+        "--eval-every",
+        "7",
+    ];
     killed_and_resumed_matches_an_uninterrupted_run(&args);
 }
 

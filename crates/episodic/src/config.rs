@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{DataSource, Preset, Protocol, Scenario};
 use crate::error::{Error, Result};
-use crate::model::MlpConfig;
+use crate::model::{MlpConfig, ModelConfig, ResNetConfig};
 use crate::optim::SgdConfig;
 
 /// Which method to run.
@@ -479,7 +479,7 @@ pub struct ExperimentConfig {
     /// Threads for matrix products.
     pub threads: usize,
     /// The network.
-    pub model: MlpConfig,
+    pub model: ModelConfig,
     /// The method and its hyper-parameters.
     pub method: MethodConfig,
     /// Momentum and weight decay of the method's SGD; plain SGD (the paper's) is not
@@ -505,9 +505,9 @@ impl ExperimentConfig {
         cifar_dir: &std::path::Path,
     ) -> Self {
         let model = match preset {
-            Preset::Cifar100 => MlpConfig::for_data(3072, 100),
-            Preset::Cifar10Split => MlpConfig::for_data(3072, 10),
-            _ => MlpConfig::default(),
+            Preset::Cifar100 => ResNetConfig::paper(100).into(),
+            Preset::Cifar10Split => ResNetConfig::paper(10).into(),
+            _ => MlpConfig::default().into(),
         };
         Self {
             benchmark: preset.id().to_string(),
@@ -561,7 +561,7 @@ impl ExperimentConfig {
             batch_size: 10,
             seed: 0,
             threads,
-            model: MlpConfig::for_data(data.shape().features(), data.classes()),
+            model: MlpConfig::for_data(data.shape().features(), data.classes()).into(),
             method: MethodConfig::paper(method, Protocol::for_scenario(&scenario)),
             optimizer: SgdConfig::default(),
             eval_every: None,
@@ -627,6 +627,7 @@ impl ExperimentConfig {
             ));
         }
         self.optimizer.validate()?;
+        self.model.check()?;
         self.method.validate()
     }
 }
@@ -695,7 +696,10 @@ mod tests {
             })
         );
         assert_eq!((cifar.tasks, cifar.samples_per_task), (20, None));
-        assert_eq!((cifar.model.input, cifar.model.classes), (3072, 100));
+        assert_eq!(cifar.model, ModelConfig::ResNet(ResNetConfig::paper(100)));
+        let split = ExperimentConfig::paper(Preset::Cifar10Split, MethodKind::Gem, 1);
+        assert_eq!(split.model, ModelConfig::ResNet(ResNetConfig::paper(10)));
+        assert_eq!(split.tasks, 5);
         assert!(!MethodKind::Multimodal.in_suite_of(Preset::Cifar100));
         assert!(MethodKind::Icarl.in_suite_of(Preset::FashionSplit));
         assert!(!MethodKind::Icarl.in_suite_of(Preset::FashionRotations));

@@ -55,7 +55,7 @@ impl Cost {
     /// The cost of running `config` on `bench` with the stream's `batches`.
     pub fn estimate(config: &ExperimentConfig, bench: &Benchmark, batches: &[BatchSpan]) -> Self {
         let tasks = bench.tasks().len();
-        let input = config.model.input as u64;
+        let input = config.model.input_dim() as u64;
         let train: Vec<u64> = bench
             .tasks()
             .iter()
@@ -164,7 +164,11 @@ impl Cost {
                 }
             }
             MethodConfig::Multimodal(_) => {
-                let first = input.saturating_mul(*config.model.hidden.first().unwrap_or(&0) as u64);
+                let hidden = match &config.model {
+                    crate::model::ModelConfig::Mlp(c) => c.hidden.first().copied().unwrap_or(0),
+                    crate::model::ModelConfig::ResNet(_) => 0,
+                };
+                let first = input.saturating_mul(hidden as u64);
                 parts.push(Part {
                     what: format!("multimodal's input layers: {tasks} tasks x {first} weights"),
                     option: "--tasks",
@@ -192,6 +196,22 @@ impl Cost {
             what: format!("the network, its gradient and its optimiser: {params} parameters"),
             option: "--tasks",
             bytes: params.saturating_mul(4 * float),
+        });
+        // The largest training pass keeps every layer's activations for its backward pass
+        // (and as many gradients of them): GEM's past memories, one at a time, or a batch.
+        let largest_memory = per_step_memory_pass(&config.method, &train);
+        // (A batch never crosses tasks, so it holds at most a task's examples.)
+        let batch_pass = batch.min(most_train);
+        let (pass, option) = if largest_memory > batch_pass {
+            (largest_memory, "--memories-per-task")
+        } else {
+            (batch_pass, "--batch-size")
+        };
+        let activations = config.model.activations_per_example() as u64;
+        parts.push(Part {
+            what: format!("the network's activations for a pass of {pass} examples"),
+            option,
+            bytes: pass.saturating_mul(activations).saturating_mul(2 * float),
         });
         parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
 
@@ -316,6 +336,18 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
+/// The most examples one training pass of `method` takes from its memory (GEM's past
+/// tasks' memories are passed one task at a time, A-GEM's sample at once).
+fn per_step_memory_pass(method: &MethodConfig, train: &[u64]) -> u64 {
+    let most = train.iter().copied().max().unwrap_or(0);
+    match method {
+        MethodConfig::Gem(p) => most.min(p.memories_per_task as u64),
+        MethodConfig::Agem(p) => p.sample_size as u64,
+        MethodConfig::Ewc(p) => most.min(p.memories_per_task as u64),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,7 +370,7 @@ mod tests {
         };
         let data = Dataset::new("tiny", shape, 4, None, "test", split(200), split(50)).unwrap();
         let mut config = ExperimentConfig::paper(Preset::MnistPermutations, method, 1);
-        config.model = crate::model::MlpConfig::for_data(16, 4);
+        config.model = crate::model::MlpConfig::for_data(16, 4).into();
         config.tasks = tasks;
         config.samples_per_task = Some(samples);
         let spec = BenchmarkSpec {
@@ -376,9 +408,11 @@ mod tests {
         let memory = c
             .parts
             .iter()
-            .find(|p| p.option == "--memories-per-task")
+            .find(|p| p.what.starts_with("GEM's episodic memories"))
             .unwrap();
         assert_eq!(memory.bytes, 120 * 17 * 12);
+        let activations = c.parts.iter().find(|p| p.what.contains("activations"));
+        assert_eq!(activations.unwrap().option, "--memories-per-task");
         c.check_fits(u64::MAX).unwrap();
     }
 

@@ -158,19 +158,12 @@ fn prepare(config: &ExperimentConfig, data: Dataset) -> Result<Prepared> {
         seed: config.seed,
     };
     let bench = Benchmark::new(data, &spec)?;
-    if config.model.input != bench.input_dim() || config.model.classes != bench.num_classes() {
-        return Err(Error::InvalidOption {
-            option: "model",
-            reason: format!(
-                "the network maps {} inputs to {} classes; {} has {} inputs and {} classes",
-                config.model.input,
-                config.model.classes,
-                bench.data().name(),
-                bench.input_dim(),
-                bench.num_classes()
-            ),
-        });
-    }
+    config.model.check_fits(
+        bench.data().name(),
+        bench.input_dim(),
+        &bench.data().shape().to_string(),
+        bench.num_classes(),
+    )?;
     let examples: Vec<&[u32]> = bench
         .tasks()
         .iter()
@@ -243,7 +236,7 @@ fn run_in_pool(
         memory_examples: cost.memory_examples,
         evaluation_images: cost.evaluation_images,
         total_work: cost.total_work,
-        estimated_seconds: cost.seconds(config.model.num_params() as u64, config.threads),
+        estimated_seconds: cost.seconds(config.model.multiply_adds() as u64, config.threads),
         bytes: cost.bytes(),
     });
     let mut evaluator = Evaluator::new(&bench);

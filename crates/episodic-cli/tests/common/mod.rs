@@ -57,3 +57,49 @@ pub fn without_timing(mut v: serde_json::Value) -> serde_json::Value {
     v.as_object_mut().unwrap().remove("timing");
     v
 }
+
+/// A CIFAR data set of `variant` in its official binary layout under `root`, with
+/// `train_per_class` training and `test_per_class` test images of every class: pixels are
+/// noise around a per-class colour, so that the classes can be learned. Returns the folder.
+pub fn write_learnable_cifar(
+    root: &Path,
+    variant: episodic::data::CifarVariant,
+    train_per_class: usize,
+    test_per_class: usize,
+) -> PathBuf {
+    let classes = variant.classes();
+    let split = |per_class: usize, salt: usize| -> (Vec<u8>, Vec<u32>) {
+        let labels: Vec<u32> = (0..per_class * classes)
+            .map(|k| (k % classes) as u32)
+            .collect();
+        let mut state = (salt as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let images = labels
+            .iter()
+            .flat_map(|&y| {
+                (0..3072)
+                    .map(|p| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        let colour = (y as usize * 37 + (p / 1024) * 91) % 200;
+                        (colour + (state % 56) as usize) as u8
+                    })
+                    .collect::<Vec<u8>>()
+            })
+            .collect();
+        (images, labels)
+    };
+    let (train_x, train_y) = split(train_per_class, 1);
+    let (test_x, test_y) = split(test_per_class, 2);
+    let dir = root.join(variant.folders()[0]);
+    episodic::data::cifar::cifar_writer::write_dir(
+        &dir,
+        variant,
+        true,
+        (&train_x, &train_y),
+        (&test_x, &test_y),
+        None,
+    )
+    .unwrap();
+    dir
+}

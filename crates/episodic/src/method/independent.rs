@@ -20,7 +20,7 @@ use super::{
 };
 use crate::config::IndependentParams;
 use crate::error::{Error, Result};
-use crate::model::{Mlp, MlpConfig, Model, SparseBatch};
+use crate::model::{Model, SparseBatch};
 use crate::optim::Sgd;
 use crate::rng::{self, Purpose};
 use crate::state::{bounded, State};
@@ -48,13 +48,10 @@ impl Independent {
         crate::config::MethodConfig::Independent(params).validate()?;
         setup.optimizer.validate()?;
         let t = setup.tasks.max(1);
-        let config = MlpConfig {
-            hidden: setup.model.hidden.iter().map(|&h| (h / t).max(1)).collect(),
-            ..setup.model.clone()
-        };
+        let config = setup.model.one_of(t);
         let mut rng = rng::stream(setup.seed, Purpose::ModelInit);
         let nets = (0..t)
-            .map(|_| Ok(Box::new(Mlp::new(&config, setup.threads, &mut rng)?) as Box<dyn Model>))
+            .map(|_| config.build(setup.threads, &mut rng))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             grad: vec![0.0; config.num_params()],

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{MethodConfig, MethodKind};
 use crate::error::{Error, Result};
 use crate::memory::RingMemory;
-use crate::model::{argmax_in_head, check_labels, Mlp, MlpConfig, Model, SparseBatch};
+use crate::model::{argmax_in_head, check_labels, Model, ModelConfig, SparseBatch};
 use crate::optim::SgdConfig;
 use crate::rng::{self, Purpose};
 use crate::state::{bounded, State};
@@ -134,7 +134,7 @@ impl Heads {
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// The network (methods with one network per task derive theirs from it).
-    pub model: MlpConfig,
+    pub model: ModelConfig,
     /// Number of tasks in the stream.
     pub tasks: usize,
     /// Each task's head.
@@ -150,11 +150,10 @@ pub struct Setup {
 impl Setup {
     /// A network of `config` initialised from the run's model-initialisation stream.
     fn network(&self) -> Result<Box<dyn Model>> {
-        Ok(Box::new(Mlp::new(
-            &self.model,
+        self.model.build(
             self.threads,
             &mut rng::stream(self.seed, Purpose::ModelInit),
-        )?))
+        )
     }
 }
 
@@ -465,11 +464,11 @@ pub(crate) mod tests {
     /// A small setup: a 6-8-4-3 network, `tasks` tasks with `heads`, one thread, seed 0.
     pub(crate) fn setup(tasks: usize, heads: Heads) -> Setup {
         Setup {
-            model: MlpConfig {
+            model: ModelConfig::Mlp(crate::model::MlpConfig {
                 input: 6,
                 hidden: vec![8, 4],
                 classes: 3,
-            },
+            }),
             tasks,
             heads,
             threads: 1,
@@ -753,7 +752,11 @@ pub(crate) mod tests {
         }
         // Another size of network.
         let mut wider = setup.clone();
-        wider.model.hidden = vec![9, 4];
+        wider.model = ModelConfig::Mlp(crate::model::MlpConfig {
+            input: 6,
+            hidden: vec![9, 4],
+            classes: 3,
+        });
         for (config, state) in configs.iter().zip(&states) {
             let mut method = build(config, &wider).unwrap();
             assert!(

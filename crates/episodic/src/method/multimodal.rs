@@ -53,11 +53,12 @@ impl Multimodal {
     pub fn new(setup: &Setup, params: MultimodalParams) -> Result<Self> {
         crate::config::MethodConfig::Multimodal(params).validate()?;
         setup.optimizer.validate()?;
-        let first = *setup.model.hidden.first().ok_or(Error::InvalidOption {
+        let mlp = setup.model.mlp("multimodal")?;
+        let first = *mlp.hidden.first().ok_or(Error::InvalidOption {
             option: "model",
             reason: "multimodal needs at least one hidden layer".into(),
         })?;
-        let config = setup.model.clone();
+        let config = mlp.clone();
         let mut rng = rng::stream(setup.seed, Purpose::ModelInit);
         let nets = (0..setup.tasks.max(1))
             .map(|_| Ok(Box::new(Mlp::new(&config, setup.threads, &mut rng)?) as Box<dyn Model>))

@@ -4,11 +4,13 @@
 //! parameters contiguous lets a method store a task's gradient as one row of a matrix and
 //! project or step with plain slice arithmetic.
 
+mod config;
 mod factors;
 mod mlp;
 mod resnet;
 mod sparse;
 
+pub use config::ModelConfig;
 pub use factors::GradientFactors;
 pub use mlp::{Mlp, MlpConfig};
 pub use resnet::{ResNet, ResNetConfig};
@@ -44,6 +46,18 @@ pub trait Model: Send {
     fn buffers_mut(&mut self) -> &mut [f32] {
         &mut []
     }
+    /// The statistics the last training pass measured to move the buffers with
+    /// (BatchNorm's batch means and variances); empty for models without buffers.
+    fn pass_statistics(&self) -> &[f32] {
+        &[]
+    }
+    /// Moves the buffers as a training pass that measured `statistics` (from
+    /// [`Model::pass_statistics`] of this model or of a fork) does.
+    fn apply_pass_statistics(&mut self, _statistics: &[f32]) {}
+    /// Whether training passes move the buffers themselves (the default) or only measure
+    /// their statistics, for a method that applies them in an order of its own (GEM, whose
+    /// memory passes may run on forks). Forks inherit the setting.
+    fn set_buffer_updates(&mut self, _on: bool) {}
     /// Input features per example.
     fn input_dim(&self) -> usize;
     /// Number of output classes.

@@ -97,6 +97,10 @@ pub struct Gem {
     past_factors: Vec<GradientFactors>,
     /// The r-th past task's first-layer pre-activations, kept from step to step.
     past_kept: Vec<KeptFirstLayer>,
+    /// Per past task, the statistics its memory pass measured for the model's buffers;
+    /// and the batch's (see [`Self::apply_pass_statistics`]).
+    past_statistics: Vec<Vec<f32>>,
+    batch_statistics: Vec<f32>,
     /// The batch gradient's factors.
     batch_factors: GradientFactors,
     grad: Vec<f32>,
@@ -182,6 +186,10 @@ impl Gem {
         tasks: usize,
         threads: usize,
     ) -> Self {
+        let mut model = model;
+        // GEM moves the buffers itself, in the reference's order (see
+        // `apply_pass_statistics`).
+        model.set_buffer_updates(false);
         let p = model.num_params();
         let t = tasks.max(1);
         Self {
@@ -190,6 +198,8 @@ impl Gem {
             past_grads: vec![0.0; t * p],
             past_factors: Vec::new(),
             past_kept: Vec::new(),
+            past_statistics: Vec::new(),
+            batch_statistics: Vec::new(),
             batch_factors: GradientFactors::default(),
             grad: vec![0.0; p],
             dots: vec![0.0; t],
@@ -213,6 +223,17 @@ impl Gem {
     }
 
     /// Index of `task`'s memory, creating it on first sight.
+    /// Moves the model's buffers (BatchNorm's running statistics) as the reference's
+    /// training passes do: each of the `past` tasks' memory passes in task order, then the
+    /// batch's. The passes themselves leave the buffers alone, so that the thread count
+    /// (memory passes run on forks) and GEM's own order of passes change nothing.
+    fn apply_pass_statistics(&mut self, past: usize) {
+        for statistics in &self.past_statistics[..past] {
+            self.model.apply_pass_statistics(statistics);
+        }
+        self.model.apply_pass_statistics(&self.batch_statistics);
+    }
+
     fn memory_slot(&mut self, task: usize) -> usize {
         if let Some(slot) = self.memories.iter().position(|(t, _)| *t == task) {
             return slot;
@@ -253,6 +274,9 @@ impl Gem {
         if self.past_kept.len() < past {
             self.past_kept.resize_with(past, KeptFirstLayer::default);
         }
+        if self.past_statistics.len() < past {
+            self.past_statistics.resize_with(past, Vec::new);
+        }
         PastBuffers {
             model: &mut self.model,
             workers: &mut self.workers,
@@ -264,6 +288,7 @@ impl Gem {
             rows: &mut self.past_grads,
             dots: &mut self.factored_dots,
             formed_dots: &mut self.dots,
+            statistics: &mut self.past_statistics,
             params: p,
             sync_workers: !std::mem::replace(&mut self.workers_in_sync, true),
         }
@@ -273,7 +298,10 @@ impl Gem {
     /// computed directly (models whose gradients do not factor).
     fn memory_gradients(&mut self) -> Result<()> {
         each_past_task(self.past_buffers(), |t| {
-            memory_gradient(t.model, t.memory, t.head, t.row).map(drop)
+            memory_gradient(t.model, t.memory, t.head, t.row)?;
+            t.statistics.clear();
+            t.statistics.extend_from_slice(t.model.pass_statistics());
+            Ok(())
         })
     }
 
@@ -369,6 +397,9 @@ impl Gem {
                 let loss = self
                     .model
                     .loss_and_grad(batch.xs, batch.ys, head, &mut self.grad)?;
+                self.batch_statistics.clear();
+                self.batch_statistics
+                    .extend_from_slice(self.model.pass_statistics());
                 Ok((loss, false))
             }
         }
@@ -462,6 +493,9 @@ impl Method for Gem {
 
         self.sgd.step(self.model.params_mut(), &self.grad);
         self.workers_in_sync = false;
+        if !factored {
+            self.apply_pass_statistics(past);
+        }
         let slot = self.memory_slot(batch.task);
         self.memories[slot].1.push_batch(batch.xs, batch.ys);
         // A memory that changed keeps nothing.
@@ -506,5 +540,7 @@ impl Method for Gem {
     }
 }
 
+#[cfg(test)]
+mod resnet_tests;
 #[cfg(test)]
 mod tests;

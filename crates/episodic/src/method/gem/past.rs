@@ -31,6 +31,9 @@ pub(super) struct PastTask<'a> {
     pub(super) dot: &'a mut f64,
     /// The same from the formed gradient.
     pub(super) formed_dot: &'a mut f32,
+    /// The statistics of the task's memory pass that move the model's buffers (BatchNorm's
+    /// running statistics), applied in task order once the step is taken.
+    pub(super) statistics: &'a mut Vec<f32>,
 }
 
 /// The inputs of `memory`, sparse when they are sparse enough.
@@ -55,6 +58,7 @@ pub(super) struct PastBuffers<'a> {
     pub(super) rows: &'a mut [f32],
     pub(super) dots: &'a mut [f64],
     pub(super) formed_dots: &'a mut [f32],
+    pub(super) statistics: &'a mut [Vec<f32>],
     pub(super) params: usize,
     /// Whether the workers must first take the model's parameters (once per step).
     pub(super) sync_workers: bool,
@@ -69,6 +73,7 @@ struct Group<'a> {
     kept: &'a mut [KeptFirstLayer],
     dots: &'a mut [f64],
     formed_dots: &'a mut [f32],
+    statistics: &'a mut [Vec<f32>],
 }
 
 /// Runs `job` for every past task, the tasks split in consecutive groups among the model
@@ -88,6 +93,7 @@ where
         rows,
         dots,
         formed_dots,
+        statistics,
         params: p,
         sync_workers,
     } = buffers;
@@ -111,8 +117,8 @@ where
             .zip(group.factors)
             .zip(group.kept)
             .zip(group.dots)
-            .zip(group.formed_dots);
-        for (((((&slot, row), factors), kept), dot), formed_dot) in tasks {
+            .zip(group.formed_dots.iter_mut().zip(group.statistics));
+        for (((((&slot, row), factors), kept), dot), (formed_dot, statistics)) in tasks {
             let (task, memory) = &memories[slot];
             job(PastTask {
                 model: group.model.as_mut(),
@@ -124,6 +130,7 @@ where
                 row,
                 dot,
                 formed_dot,
+                statistics,
             })?;
         }
         Ok(())
@@ -136,15 +143,19 @@ where
         .zip(kept[..past].chunks_mut(per))
         .zip(dots[..past].chunks_mut(per))
         .zip(formed_dots[..past].chunks_mut(per))
+        .zip(statistics[..past].chunks_mut(per))
         .map(
-            |((((((model, slots), rows), factors), kept), dots), formed_dots)| Group {
-                model,
-                slots,
-                rows,
-                factors,
-                kept,
-                dots,
-                formed_dots,
+            |(((((((model, slots), rows), factors), kept), dots), formed_dots), statistics)| {
+                Group {
+                    model,
+                    slots,
+                    rows,
+                    factors,
+                    kept,
+                    dots,
+                    formed_dots,
+                    statistics,
+                }
             },
         );
     if groups <= 1 {

@@ -52,7 +52,7 @@ impl ResNetConfig {
         };
         if self.nf == 0 || self.nf > 4096 {
             return Err(bad(format!(
-                "the ResNet's width nf must be 1 to 4096, got {}",
+                "the ResNet's width --nf must be 1 to 4096, got {}",
                 self.nf
             )));
         }
@@ -84,5 +84,48 @@ impl ResNetConfig {
             }
         }
         total + self.classes * cin + self.classes
+    }
+}
+
+impl ResNetConfig {
+    /// The stages' (channels, side) after each block, and whether it has a shortcut
+    /// convolution, in order.
+    fn block_shapes(&self) -> Vec<(usize, usize, usize, bool)> {
+        let (mut cin, mut side) = (self.nf, SIDE);
+        let mut shapes = Vec::new();
+        for (stage, &blocks) in self.blocks.iter().enumerate() {
+            let planes = self.nf << stage;
+            for b in 0..blocks {
+                let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+                let out_side = side / stride;
+                shapes.push((cin, planes, out_side, stride != 1 || cin != planes));
+                cin = planes;
+                side = out_side;
+            }
+        }
+        shapes
+    }
+
+    /// Multiply-adds of one image's forward pass (convolutions and the linear layer).
+    pub fn multiply_adds(&self) -> usize {
+        let mut total = CHANNELS * 9 * self.nf * SIDE * SIDE;
+        for (cin, planes, side, shortcut) in self.block_shapes() {
+            let area = side * side;
+            total += (cin * 9 * planes + planes * 9 * planes) * area;
+            if shortcut {
+                total += cin * planes * area;
+            }
+        }
+        total + 8 * self.nf * self.classes
+    }
+
+    /// Floats a training pass keeps per image: each block's normalised inputs, hidden and
+    /// output maps, the stem's, and the input.
+    pub fn activations_per_example(&self) -> usize {
+        let mut total = CHANNELS * SIDE * SIDE + 2 * self.nf * SIDE * SIDE;
+        for (_, planes, side, shortcut) in self.block_shapes() {
+            total += planes * side * side * if shortcut { 5 } else { 4 };
+        }
+        total
     }
 }

@@ -110,6 +110,9 @@ pub struct ResNet {
     /// Running means of every BatchNorm, then their running variances.
     running: Vec<f32>,
     threads: usize,
+    /// Whether training passes move the running statistics (see
+    /// [`Model::set_buffer_updates`]).
+    updates_buffers: bool,
     tape: Tape,
 }
 
@@ -203,6 +206,7 @@ impl ResNet {
             params,
             running,
             threads: threads.max(1),
+            updates_buffers: true,
             tape: Tape::default(),
         })
     }
@@ -406,7 +410,7 @@ impl ResNet {
             true,
             threads,
         );
-        if train {
+        if train && self.updates_buffers {
             let stats = std::mem::take(&mut t.batch_stats);
             self.apply_batch_stats(&stats);
             self.tape.batch_stats = stats;
@@ -595,6 +599,21 @@ impl Model for ResNet {
         &mut self.running
     }
 
+    fn pass_statistics(&self) -> &[f32] {
+        let len = self.running.len();
+        self.tape.batch_stats.get(..len).unwrap_or(&[])
+    }
+
+    fn apply_pass_statistics(&mut self, statistics: &[f32]) {
+        if statistics.len() == self.running.len() {
+            self.apply_batch_stats(statistics);
+        }
+    }
+
+    fn set_buffer_updates(&mut self, on: bool) {
+        self.updates_buffers = on;
+    }
+
     fn input_dim(&self) -> usize {
         self.config.input_dim()
     }
@@ -644,6 +663,7 @@ impl Model for ResNet {
             params: self.params.clone(),
             running: self.running.clone(),
             threads: self.threads,
+            updates_buffers: self.updates_buffers,
             tape: Tape::default(),
         })
     }

@@ -31,6 +31,7 @@ fn parameter_counts_are_the_reference_s() {
     // 54.6 M multiply-adds per image at nf = 20 (the bench script's count).
     let paper = ResNet::new(&ResNetConfig::paper(100), 1, &mut rng(0)).unwrap();
     assert_eq!(paper.macs_per_image(), 54_636_160);
+    assert_eq!(ResNetConfig::paper(100).multiply_adds(), 54_636_160);
 }
 
 /// A direct convolution in f64, for comparison.
