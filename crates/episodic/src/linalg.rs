@@ -29,27 +29,6 @@ impl<'a> MatRef<'a> {
         view
     }
 
-    /// A `rows x cols` matrix whose rows start `row_stride` elements apart in `data` (a
-    /// block of columns of a wider row-major matrix).
-    pub(crate) fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        let view = Self {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride: 1,
-        };
-        assert!(
-            cols <= row_stride || rows <= 1,
-            "matrix rows overlap their stride"
-        );
-        assert!(
-            view.extent() <= data.len(),
-            "matrix view exceeds its buffer"
-        );
-        view
-    }
-
     /// The transpose (a view, no copy).
     pub(crate) fn t(self) -> Self {
         Self {
@@ -75,39 +54,13 @@ pub(crate) struct MatMut<'a> {
     data: &'a mut [f32],
     rows: usize,
     cols: usize,
-    row_stride: usize,
 }
 
 impl<'a> MatMut<'a> {
     /// A row-major `rows x cols` matrix over the first `rows * cols` elements of `data`.
     pub(crate) fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
         assert!(rows * cols <= data.len(), "matrix view exceeds its buffer");
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-        }
-    }
-
-    /// A `rows x cols` matrix whose rows start `row_stride` (>= `cols`) elements apart.
-    pub(crate) fn strided(
-        data: &'a mut [f32],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-    ) -> Self {
-        assert!(cols <= row_stride, "matrix rows overlap their stride");
-        assert!(
-            rows == 0 || cols == 0 || (rows - 1) * row_stride + cols <= data.len(),
-            "matrix view exceeds its buffer"
-        );
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride,
-        }
+        Self { data, rows, cols }
     }
 }
 
@@ -127,10 +80,7 @@ pub(crate) fn matmul(
     }
     if lhs.cols == 0 {
         if !accumulate {
-            for row in 0..dst.rows {
-                let start = row * dst.row_stride;
-                dst.data[start..start + dst.cols].fill(0.0);
-            }
+            dst.data[..dst.rows * dst.cols].fill(0.0);
         }
         return;
     }
@@ -148,7 +98,7 @@ pub(crate) fn matmul(
             lhs.cols,
             dst.data.as_mut_ptr(),
             1,
-            dst.row_stride as isize,
+            dst.cols as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,

@@ -1,5 +1,5 @@
 //! 2-D batch normalisation as `torch.nn.BatchNorm2d` (eps 1e-5, momentum 0.1, affine) on
-//! channel-major activations (`[channels][image][row][column]`): in training, each channel
+//! activations with each pixel's channels contiguous (`[pixel][channel]`): in training, each channel
 //! is normalised with its batch mean and biased variance, and the running statistics move
 //! towards the batch mean and the unbiased variance; at test, the running statistics
 //! normalise.
@@ -29,54 +29,67 @@ pub(super) struct BnTape {
 }
 
 impl BatchNorm {
-    /// Normalises `z` (`channels` rows of `m` values) into `out`. In training (`tape`
+    /// Normalises `z` (`m` pixels of `channels` values) into `out`. In training (`tape`
     /// given) with batch statistics, which it returns as (mean, unbiased variance) per
     /// channel in `batch_stats` (`2 * channels`), keeping what the backward pass needs; at
     /// test with the running statistics `running` (means then variances, `vars_at` apart).
     pub fn forward(&self, params: &[f32], z: &[f32], m: usize, out: &mut [f32], mode: BnMode<'_>) {
         let c = self.channels;
         let (scale, shift) = params[self.scale..self.scale + 2 * c].split_at(c);
+        let (z, out) = (&z[..m * c], &mut out[..m * c]);
         match mode {
             BnMode::Train { tape, batch_stats } => {
-                super::conv::grown(&mut tape.xhat, c * m);
-                super::conv::grown(&mut tape.inv_std, c);
+                let mut mean = vec![0.0f64; c];
+                for row in z.chunks_exact(c) {
+                    mean.iter_mut()
+                        .zip(row)
+                        .for_each(|(s, &v)| *s += f64::from(v));
+                }
+                mean.iter_mut().for_each(|s| *s /= m as f64);
+                let mut var = vec![0.0f64; c];
+                for row in z.chunks_exact(c) {
+                    for ((s, &v), &mu) in var.iter_mut().zip(row).zip(&mean) {
+                        let d = f64::from(v) - mu;
+                        *s += d * d;
+                    }
+                }
+                let inv_std = super::conv::grown(&mut tape.inv_std, c);
+                let mut shifted = vec![0.0f32; c];
                 for ch in 0..c {
-                    let zs = &z[ch * m..(ch + 1) * m];
-                    let mean = zs.iter().map(|&v| f64::from(v)).sum::<f64>() / m as f64;
-                    let var = zs
-                        .iter()
-                        .map(|&v| {
-                            let d = f64::from(v) - mean;
-                            d * d
-                        })
-                        .sum::<f64>()
-                        / m as f64;
-                    let inv = 1.0 / (var + EPS).sqrt();
-                    tape.inv_std[ch] = inv as f32;
-                    batch_stats[ch] = mean as f32;
+                    let biased = var[ch] / m as f64;
+                    inv_std[ch] = (1.0 / (biased + EPS).sqrt()) as f32;
+                    shifted[ch] = mean[ch] as f32;
+                    batch_stats[ch] = mean[ch] as f32;
                     batch_stats[c + ch] = if m > 1 {
-                        (var * m as f64 / (m - 1) as f64) as f32
+                        (var[ch] / (m - 1) as f64) as f32
                     } else {
-                        var as f32
+                        biased as f32
                     };
-                    let (g, b) = (scale[ch], shift[ch]);
-                    let xhat = &mut tape.xhat[ch * m..(ch + 1) * m];
-                    let outs = &mut out[ch * m..(ch + 1) * m];
-                    for ((x, o), &v) in xhat.iter_mut().zip(outs.iter_mut()).zip(zs) {
-                        *x = ((f64::from(v) - mean) * inv) as f32;
-                        *o = g * *x + b;
+                }
+                let xhat = super::conv::grown(&mut tape.xhat, m * c);
+                for ((x_row, o_row), z_row) in xhat
+                    .chunks_exact_mut(c)
+                    .zip(out.chunks_exact_mut(c))
+                    .zip(z.chunks_exact(c))
+                {
+                    for ch in 0..c {
+                        let x = (z_row[ch] - shifted[ch]) * inv_std[ch];
+                        x_row[ch] = x;
+                        o_row[ch] = scale[ch] * x + shift[ch];
                     }
                 }
             }
             BnMode::Test { running, vars_at } => {
-                for ch in 0..c {
-                    let mean = running[self.stat + ch];
-                    let var = running[vars_at + self.stat + ch];
-                    let inv = (1.0 / (f64::from(var) + EPS).sqrt()) as f32;
-                    let (g, b) = (scale[ch] * inv, shift[ch]);
-                    let zs = &z[ch * m..(ch + 1) * m];
-                    for (o, &v) in out[ch * m..(ch + 1) * m].iter_mut().zip(zs) {
-                        *o = g * (v - mean) + b;
+                let mean = &running[self.stat..self.stat + c];
+                let gain: Vec<f32> = (0..c)
+                    .map(|ch| {
+                        let var = f64::from(running[vars_at + self.stat + ch]);
+                        scale[ch] * (1.0 / (var + EPS).sqrt()) as f32
+                    })
+                    .collect();
+                for (o_row, z_row) in out.chunks_exact_mut(c).zip(z.chunks_exact(c)) {
+                    for ch in 0..c {
+                        o_row[ch] = gain[ch] * (z_row[ch] - mean[ch]) + shift[ch];
                     }
                 }
             }
@@ -95,8 +108,8 @@ impl BatchNorm {
         }
     }
 
-    /// The backward pass of a training forward: the scale and shift gradients into
-    /// `grad` (overwritten), the input gradient into `dz` (overwritten).
+    /// The backward pass of a training forward over `m` pixels: the scale and shift
+    /// gradients into `grad` (overwritten), the input gradient into `dz` (overwritten).
     pub fn backward(
         &self,
         params: &[f32],
@@ -108,20 +121,30 @@ impl BatchNorm {
     ) {
         let c = self.channels;
         let scale = &params[self.scale..self.scale + c];
-        for ch in 0..c {
-            let dys = &dy[ch * m..(ch + 1) * m];
-            let xhat = &tape.xhat[ch * m..(ch + 1) * m];
-            let (mut sum, mut dot) = (0.0f64, 0.0f64);
-            for (&g, &x) in dys.iter().zip(xhat) {
-                sum += f64::from(g);
-                dot += f64::from(g) * f64::from(x);
+        let (dy, xhat, dz) = (&dy[..m * c], &tape.xhat[..m * c], &mut dz[..m * c]);
+        let (mut sum, mut dot) = (vec![0.0f64; c], vec![0.0f64; c]);
+        for (g_row, x_row) in dy.chunks_exact(c).zip(xhat.chunks_exact(c)) {
+            for ch in 0..c {
+                sum[ch] += f64::from(g_row[ch]);
+                dot[ch] += f64::from(g_row[ch]) * f64::from(x_row[ch]);
             }
-            grad[self.scale + ch] = dot as f32;
-            grad[self.scale + c + ch] = sum as f32;
-            let k = scale[ch] * tape.inv_std[ch];
-            let (mean_dy, mean_dot) = ((sum / m as f64) as f32, (dot / m as f64) as f32);
-            for ((d, &g), &x) in dz[ch * m..(ch + 1) * m].iter_mut().zip(dys).zip(xhat) {
-                *d = k * (g - mean_dy - x * mean_dot);
+        }
+        let mut k = vec![0.0f32; c];
+        let (mut mean_dy, mut mean_dot) = (vec![0.0f32; c], vec![0.0f32; c]);
+        for ch in 0..c {
+            grad[self.scale + ch] = dot[ch] as f32;
+            grad[self.scale + c + ch] = sum[ch] as f32;
+            k[ch] = scale[ch] * tape.inv_std[ch];
+            mean_dy[ch] = (sum[ch] / m as f64) as f32;
+            mean_dot[ch] = (dot[ch] / m as f64) as f32;
+        }
+        for ((d_row, g_row), x_row) in dz
+            .chunks_exact_mut(c)
+            .zip(dy.chunks_exact(c))
+            .zip(xhat.chunks_exact(c))
+        {
+            for ch in 0..c {
+                d_row[ch] = k[ch] * (g_row[ch] - mean_dy[ch] - x_row[ch] * mean_dot[ch]);
             }
         }
     }

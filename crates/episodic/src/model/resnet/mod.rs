@@ -14,7 +14,8 @@
 //! running statistics (momentum 0.1); [`Model::logits`] normalises with the running ones.
 //! The running statistics are the model's buffers ([`Model::buffers`]): outside the
 //! gradient, inside checkpoints. Inputs are images of `3 x 32 x 32` values, channel-major
-//! (the CIFAR files' order).
+//! (the CIFAR files' order); inside, activations keep each pixel's channels contiguous
+//! (`[image][row][column][channel]`), the layout the convolutions' products run fastest in.
 
 use std::ops::Range;
 
@@ -70,12 +71,12 @@ struct BlockTape {
 /// Activations of the last pass and work buffers.
 #[derive(Debug, Clone, Default)]
 struct Tape {
-    /// The input, channel-major over the batch.
+    /// The input, pixel-major (`[image][row][column][channel]`).
     input: Vec<f32>,
     stem: BnTape,
     stem_out: Vec<f32>,
     blocks: Vec<BlockTape>,
-    /// Pooled features, `[8nf][n]`.
+    /// Pooled features, `[n][8nf]`.
     features: Vec<f32>,
     logits: Vec<f32>,
     dlogits: Vec<f32>,
@@ -92,7 +93,6 @@ struct Tape {
     grad_z: Vec<f32>,
     grad_hidden: Vec<f32>,
     conv: ConvWork,
-    cols: Vec<f32>,
 }
 
 /// The reduced ResNet-18 with flat parameters.
@@ -258,9 +258,14 @@ impl ResNet {
         let t = &mut self.tape;
         let area = SIDE * SIDE;
         let input = grown(&mut t.input, CHANNELS * n * area);
-        for (i, image) in xs.chunks_exact(CHANNELS * area).enumerate() {
-            for (c, plane) in image.chunks_exact(area).enumerate() {
-                input[(c * n + i) * area..][..area].copy_from_slice(plane);
+        for (image, pixels) in xs
+            .chunks_exact(CHANNELS * area)
+            .zip(input.chunks_exact_mut(CHANNELS * area))
+        {
+            for (p, pixel) in pixels.chunks_exact_mut(CHANNELS).enumerate() {
+                for (c, v) in pixel.iter_mut().enumerate() {
+                    *v = image[c * area + p];
+                }
             }
         }
         grown(&mut t.batch_stats, self.running.len());
@@ -274,7 +279,7 @@ impl ResNet {
             x: &[f32],
             n: usize,
             z: &mut Vec<f32>,
-            cols: &mut Vec<f32>,
+            work: &mut ConvWork,
             out: &mut Vec<f32>,
             tape: &mut BnTape,
             batch_stats: &mut [f32],
@@ -286,7 +291,7 @@ impl ResNet {
             let m = n * unit.conv.out_area();
             let len = unit.conv.cout * m;
             let z = grown(z, len);
-            unit.conv.forward(params, x, n, z, cols, threads);
+            unit.conv.forward(params, x, n, z, work, threads);
             let out = grown(out, len);
             let mode = if train {
                 let at = 2 * unit.bn.stat;
@@ -305,7 +310,7 @@ impl ResNet {
             &t.input,
             n,
             &mut t.z,
-            &mut t.cols,
+            &mut t.conv,
             &mut t.stem_out,
             &mut t.stem,
             &mut t.batch_stats,
@@ -329,7 +334,7 @@ impl ResNet {
                 x,
                 n,
                 &mut t.z,
-                &mut t.cols,
+                &mut t.conv,
                 &mut bt.hidden,
                 &mut bt.first,
                 &mut t.batch_stats,
@@ -345,7 +350,7 @@ impl ResNet {
                 &bt.hidden,
                 n,
                 &mut t.z,
-                &mut t.cols,
+                &mut t.conv,
                 &mut bt.out,
                 &mut bt.second,
                 &mut t.batch_stats,
@@ -363,7 +368,7 @@ impl ResNet {
                         x,
                         n,
                         &mut t.z_short,
-                        &mut t.cols,
+                        &mut t.conv,
                         &mut t.short_out,
                         &mut bt.shortcut,
                         &mut t.batch_stats,
@@ -384,14 +389,19 @@ impl ResNet {
             }
             relu(&mut bt.out[..len]);
         }
-        // 4x4 average pooling: one feature per channel and image.
+        // 4x4 average pooling: one feature per image and channel.
         let last: &[f32] = match t.blocks.last() {
             Some(bt) => &bt.out,
             None => &t.stem_out,
         };
-        let features = grown(&mut t.features, self.features * n);
-        for (f, window) in features.iter_mut().zip(last.chunks_exact(16)) {
-            *f = window.iter().sum::<f32>() / 16.0;
+        let c = self.features;
+        let features = grown(&mut t.features, c * n);
+        for (f, window) in features.chunks_exact_mut(c).zip(last.chunks_exact(16 * c)) {
+            f.fill(0.0);
+            for pixel in window.chunks_exact(c) {
+                f.iter_mut().zip(pixel).for_each(|(s, &v)| *s += v);
+            }
+            f.iter_mut().for_each(|s| *s /= 16.0);
         }
         let classes = self.config.classes;
         let logits = grown(&mut t.logits, n * classes);
@@ -400,7 +410,7 @@ impl ResNet {
         }
         matmul(
             MatMut::row_major(logits, n, classes),
-            MatRef::row_major(&t.features, self.features, n).t(),
+            MatRef::row_major(&t.features, n, self.features),
             MatRef::row_major(
                 &params[self.linear_weight..self.linear_bias],
                 classes,
@@ -447,25 +457,31 @@ impl ResNet {
         matmul(
             MatMut::row_major(&mut grad[lw..lb], classes, self.features),
             MatRef::row_major(dlogits, n, classes).t(),
-            MatRef::row_major(&t.features, self.features, n).t(),
+            MatRef::row_major(&t.features, n, self.features),
             false,
             threads,
         );
         for (k, g) in grad[lb..lb + classes].iter_mut().enumerate() {
             *g = dlogits.iter().skip(k).step_by(classes).sum();
         }
-        let mut dfeatures = vec![0.0; self.features * n];
+        let c = self.features;
+        let mut dfeatures = vec![0.0; c * n];
         matmul(
-            MatMut::row_major(&mut dfeatures, self.features, n),
-            MatRef::row_major(&params[lw..lb], classes, self.features).t(),
-            MatRef::row_major(dlogits, n, classes).t(),
+            MatMut::row_major(&mut dfeatures, n, c),
+            MatRef::row_major(dlogits, n, classes),
+            MatRef::row_major(&params[lw..lb], classes, c),
             false,
             threads,
         );
         // The pooling's gradient: each of the 16 positions gets a sixteenth.
-        let g_out = grown(&mut t.grad_out, self.features * n * 16);
-        for (window, &d) in g_out.chunks_exact_mut(16).zip(&dfeatures) {
-            window.fill(d / 16.0);
+        let g_out = grown(&mut t.grad_out, c * n * 16);
+        for (window, d) in g_out
+            .chunks_exact_mut(16 * c)
+            .zip(dfeatures.chunks_exact(c))
+        {
+            for pixel in window.chunks_exact_mut(c) {
+                pixel.iter_mut().zip(d).for_each(|(g, &v)| *g = v / 16.0);
+            }
         }
         for (b, block) in self.blocks.iter().enumerate().rev() {
             let bt = &t.blocks[b];

@@ -54,15 +54,14 @@ fn naive_conv(conv: &Conv, w: &[f32], x: &[f32], n: usize) -> Vec<f64> {
                                 {
                                     continue;
                                 }
-                                let xv = x[(ci * n + img) * conv.in_area()
-                                    + iy as usize * conv.win
-                                    + ix as usize];
+                                let pixel = (img * conv.hin + iy as usize) * conv.win + ix as usize;
+                                let xv = x[pixel * conv.cin + ci];
                                 let wv = w[((co * conv.cin + ci) * conv.k + ky) * conv.k + kx];
                                 acc += f64::from(xv) * f64::from(wv);
                             }
                         }
                     }
-                    out[(co * n + img) * conv.out_area() + oy * conv.wout + ox] = acc;
+                    out[((img * conv.hout + oy) * conv.wout + ox) * conv.cout + co] = acc;
                 }
             }
         }
@@ -81,7 +80,7 @@ fn convolutions_match_a_direct_one_and_their_gradients_the_finite_differences() 
         let x = uniform(cin * n * conv.in_area(), 2);
         let m = cout * n * conv.out_area();
         let mut out = vec![0.0; m];
-        conv.forward(&w, &x, n, &mut out, &mut Vec::new(), 1);
+        conv.forward(&w, &x, n, &mut out, &mut ConvWork::default(), 1);
         let want = naive_conv(&conv, &w, &x, n);
         for (a, b) in out.iter().zip(&want) {
             assert!(
@@ -173,7 +172,7 @@ fn batchnorm_gradients_match_finite_differences_in_training() {
     );
     // Each channel comes out with mean 0 and variance 1 before the affine map.
     for ch in 0..c {
-        let xs = &tape.xhat[ch * m..(ch + 1) * m];
+        let xs: Vec<f32> = tape.xhat.iter().skip(ch).step_by(c).copied().collect();
         let mean: f32 = xs.iter().sum::<f32>() / m as f32;
         let var: f32 = xs.iter().map(|x| x * x).sum::<f32>() / m as f32;
         assert!(
@@ -217,7 +216,8 @@ fn batchnorm_normalises_with_batch_statistics_in_training_and_running_ones_at_te
         stat: 0,
     };
     let params = [1.0, 1.0, 0.0, 0.0];
-    let z: Vec<f32> = (0..c * m).map(|i| i as f32).collect();
+    // Pixel p holds p in channel 0 and 8 + p in channel 1.
+    let z: Vec<f32> = (0..c * m).map(|i| ((i % c) * m + i / c) as f32).collect();
     let (mut tape, mut stats) = (BnTape::default(), vec![0.0; 2 * c]);
     let mut out = vec![0.0; c * m];
     let mode = BnMode::Train {
@@ -245,7 +245,11 @@ fn batchnorm_normalises_with_batch_statistics_in_training_and_running_ones_at_te
         },
     );
     let expected = (3.0 - 0.35) / (1.5f32 + 1e-5).sqrt();
-    assert!((out[3] - expected).abs() < 1e-5, "{} vs {expected}", out[3]);
+    assert!(
+        (out[3 * c] - expected).abs() < 1e-5,
+        "{} vs {expected}",
+        out[3 * c]
+    );
 }
 
 fn tiny() -> ResNet {
