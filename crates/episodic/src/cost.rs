@@ -45,11 +45,14 @@ pub struct Cost {
 /// forward passes.
 const TRAIN_PASSES: u64 = 3;
 
-/// Forward passes of one example (through the whole network) per second per thread, a
-/// deliberately modest figure for the estimate of how long a run takes (measured: about
-/// 4 million per second on 2 AVX2 cores for the paper's MLP, whose first layer is sparse on
-/// MNIST; here scaled by the network's size).
-const MULTIPLY_ADDS_PER_SECOND_PER_THREAD: f64 = 2.0e10;
+/// Multiply-adds per second per thread, a deliberately modest figure for the estimate of how
+/// long a run takes: for the paper's MLP (measured: about 4 million forward passes per second
+/// on 2 AVX2 cores, its first layer sparse on MNIST; here scaled by the network's size), and
+/// for the ResNet (measured: 67.6 images per second forward and backward at 1 thread,
+/// 11 G multiply-adds per second; docs/resnet-backend.md).
+pub const MLP_MULTIPLY_ADDS_PER_SECOND: f64 = 2.0e10;
+/// See [`MLP_MULTIPLY_ADDS_PER_SECOND`].
+pub const RESNET_MULTIPLY_ADDS_PER_SECOND: f64 = 1.0e10;
 
 impl Cost {
     /// The cost of running `config` on `bench` with the stream's `batches`.
@@ -254,10 +257,10 @@ impl Cost {
     }
 
     /// A rough wall-clock estimate in seconds at `threads` threads for a network of
-    /// `multiply_adds` per example (an order of magnitude, not a promise).
-    pub fn seconds(&self, multiply_adds: u64, threads: usize) -> f64 {
-        self.total_work as f64 * multiply_adds as f64
-            / (MULTIPLY_ADDS_PER_SECOND_PER_THREAD * threads.clamp(1, 16) as f64)
+    /// `multiply_adds` per example that runs `rate` multiply-adds per second per thread (an
+    /// order of magnitude, not a promise).
+    pub fn seconds(&self, multiply_adds: u64, rate: f64, threads: usize) -> f64 {
+        self.total_work as f64 * multiply_adds as f64 / (rate * threads.clamp(1, 16) as f64)
     }
 
     /// Fails, naming the largest part's option, when the run would hold more than
