@@ -7,7 +7,7 @@
 mod config;
 mod factors;
 mod mlp;
-mod resnet;
+pub(crate) mod resnet;
 mod sparse;
 
 pub use config::ModelConfig;

@@ -132,3 +132,70 @@ fn running_statistics_survive_save_and_load() {
 fn original_buffers(state: &State) -> Vec<f32> {
     state.f32("model.buffers", None).unwrap().to_vec()
 }
+
+/// Two steps of the reference's own GEM (`model/gem.py`) on its ResNet18 (nf = 2, 10 classes,
+/// two tasks of 5, 4 memories), written by `scripts/gem-step-fixture.py` with torch: a plain
+/// step on task 0, then a step on task 1 whose gradient conflicts with task 0's memory and is
+/// projected. Our GEM, from the same parameters and batches, takes the same two steps.
+#[test]
+fn two_steps_of_the_reference_s_gem_on_its_resnet_are_reproduced() {
+    use crate::model::resnet::fixture::{assert_close, floats, labels, read};
+    use safetensors::SafeTensors;
+
+    let bytes = read("gem-step-nf2.safetensors");
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let config = ModelConfig::ResNet(ResNetConfig {
+        nf: 2,
+        blocks: [2, 2, 2, 2],
+        classes: 10,
+    });
+    let mut model = config.build(1, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+    model.params_mut().copy_from_slice(&floats(&st, "params0"));
+    let params = GemParams {
+        learning_rate: 0.1,
+        memories_per_task: 4,
+        margin: 0.5,
+        eps: 1e-3,
+    };
+    let mut gem = Gem::new(model, params, Heads::PerTask(vec![0..5, 5..10]))
+        .unwrap()
+        .with_expected_tasks(2);
+    let stats = |gem: &Gem| {
+        let b = gem.model.buffers();
+        let (means, vars) = b.split_at(b.len() / 2);
+        (means.to_vec(), vars.to_vec())
+    };
+    // Step 1 on task 0's batch A, step 2 on task 1's batch B.
+    for (task, step, x, y) in [(0, 1, "xA", "yA"), (1, 2, "xB", "yB")] {
+        let (xs, ys) = (floats(&st, x), labels(&st, y));
+        gem.observe(&Batch {
+            task,
+            xs: &xs,
+            ys: &ys,
+        })
+        .unwrap();
+        assert_close(
+            &format!("parameters after step {step}"),
+            gem.model.params(),
+            &floats(&st, &format!("params{step}")),
+        );
+        let (means, vars) = stats(&gem);
+        assert_close(
+            &format!("running means after step {step}"),
+            &means,
+            &floats(&st, &format!("running_mean{step}")),
+        );
+        assert_close(
+            &format!("running variances after step {step}"),
+            &vars,
+            &floats(&st, &format!("running_var{step}")),
+        );
+    }
+    assert_eq!(gem.stats.projected_steps, 1, "the second step is projected");
+    // The past task's memory gradient, as the reference stored it.
+    assert_close(
+        "task 0's memory gradient",
+        &gem.past_grads[..gem.grad.len()],
+        &floats(&st, "g0"),
+    );
+}

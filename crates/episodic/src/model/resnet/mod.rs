@@ -28,6 +28,8 @@ mod backward;
 mod batchnorm;
 mod config;
 mod conv;
+#[cfg(test)]
+pub(crate) mod fixture;
 mod forward;
 #[cfg(test)]
 mod tests;

@@ -381,51 +381,11 @@ fn test_logits_do_not_depend_on_the_batch_and_training_moves_running_statistics(
 /// running statistics after one training forward, and test logits.
 mod reference {
     use super::*;
+    use crate::model::resnet::fixture::{assert_close, floats, labels, read};
     use safetensors::SafeTensors;
 
     fn fixture() -> Vec<u8> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/resnet-nf2.safetensors"
-        );
-        std::fs::read(path).unwrap()
-    }
-
-    fn floats(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
-        let t = st.tensor(name).unwrap();
-        assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
-        t.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    }
-
-    fn labels(st: &SafeTensors<'_>, name: &str) -> Vec<u32> {
-        let t = st.tensor(name).unwrap();
-        assert_eq!(t.dtype(), safetensors::Dtype::I64, "{name}");
-        t.data()
-            .chunks_exact(8)
-            .map(|b| {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(b);
-                i64::from_le_bytes(w) as u32
-            })
-            .collect()
-    }
-
-    /// `ours` equals `theirs` within 1e-5 of the largest of `theirs` in magnitude.
-    fn assert_close(what: &str, ours: &[f32], theirs: &[f32]) {
-        assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
-        let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let worst = ours
-            .iter()
-            .zip(theirs)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(
-            worst <= 1e-5 * scale,
-            "{what}: worst difference {worst:e} against scale {scale:e}"
-        );
+        read("resnet-nf2.safetensors")
     }
 
     fn network(st: &SafeTensors<'_>) -> ResNet {
