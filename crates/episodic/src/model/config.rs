@@ -198,3 +198,51 @@ impl ModelConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mlp_is_written_as_results_files_have_always_held_it() {
+        let mlp = ModelConfig::default();
+        let json = serde_json::to_value(&mlp).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"input": 784, "hidden": [100, 100], "classes": 10})
+        );
+        let back: ModelConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, mlp);
+        let resnet = ModelConfig::ResNet(ResNetConfig::paper(100));
+        let json = serde_json::to_value(&resnet).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"nf": 20, "blocks": [2, 2, 2, 2], "classes": 100})
+        );
+        assert_eq!(serde_json::from_value::<ModelConfig>(json).unwrap(), resnet);
+        assert!(serde_json::from_value::<ModelConfig>(serde_json::json!({"nf": 2})).is_err());
+    }
+
+    #[test]
+    fn independent_networks_are_one_task_s_share_wide() {
+        let resnet = ModelConfig::ResNet(ResNetConfig::paper(100));
+        match resnet.one_of(20) {
+            ModelConfig::ResNet(c) => assert_eq!(c.nf, 1),
+            other => panic!("{other:?}"),
+        }
+        match ModelConfig::default().one_of(20) {
+            ModelConfig::Mlp(c) => assert_eq!(c.hidden, vec![5, 5]),
+            other => panic!("{other:?}"),
+        }
+        assert!(resnet.mlp("multimodal").is_err());
+        let err = resnet
+            .check_fits("mnist", 784, "1x28x28", 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3 x 32 x 32") && err.contains("1x28x28"),
+            "{err}"
+        );
+        assert!(resnet.check_fits("cifar100", 3072, "3x32x32", 100).is_ok());
+    }
+}
