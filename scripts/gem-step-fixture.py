@@ -40,6 +40,7 @@ installed, is used to verify the written file. Output is byte-identical across r
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import struct
@@ -50,51 +51,14 @@ import torch.nn as nn
 import torch.optim as optim
 
 
-DTYPES = {torch.float64: ("F64", 8, "<f8"),
-          torch.float32: ("F32", 4, "<f4"),
-          torch.int64: ("I64", 8, "<i8")}
-
-
-def write_safetensors(path, tensors, metadata):
-    """Write a safetensors file deterministically (byte-identical across runs).
-
-    Same canonical form as scripts/resnet-fixture.py: metadata keys sorted,
-    tensors laid out larger dtype first, then by name, header padded with
-    spaces to 8 bytes.
-    """
-    order = sorted(tensors, key=lambda k: (-DTYPES[tensors[k].dtype][1], k))
-    header = {"__metadata__": {k: metadata[k] for k in sorted(metadata)}}
-    blobs, offset = [], 0
-    for k in order:
-        t = tensors[k]
-        tag, _, npdt = DTYPES[t.dtype]
-        raw = t.detach().contiguous().numpy().astype(npdt, copy=False).tobytes()
-        header[k] = {"dtype": tag, "shape": list(t.shape),
-                     "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    hjson = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
-    hjson += b" " * (-len(hjson) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        for raw in blobs:
-            f.write(raw)
-
-
-def check_roundtrip(path, tensors, metadata):
-    try:
-        from safetensors import safe_open
-    except ImportError:
-        print("note: python safetensors not installed; round-trip check skipped")
-        return
-    with safe_open(path, framework="pt") as f:
-        assert f.metadata() == metadata, "metadata mismatch"
-        assert sorted(f.keys()) == sorted(tensors), "tensor names mismatch"
-        for k, t in tensors.items():
-            u = f.get_tensor(k)
-            assert u.dtype == t.dtype and u.shape == t.shape and torch.equal(u, t), k
-    print("round-trip through safetensors.safe_open: ok")
+# The canonical safetensors writer and its round-trip check are resnet-fixture.py's.
+_fixture = importlib.util.spec_from_file_location(
+    "resnet_fixture", os.path.join(os.path.dirname(os.path.abspath(__file__)), "resnet-fixture.py"))
+_module = importlib.util.module_from_spec(_fixture)
+_fixture.loader.exec_module(_module)
+write_safetensors = _module.write_safetensors
+check_roundtrip = _module.check_roundtrip
+DTYPES = _module.DTYPES
 
 
 def flat(tensors):

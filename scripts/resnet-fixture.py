@@ -40,7 +40,8 @@ import struct
 import numpy as np
 
 
-DTYPES = {torch.float32: ("F32", 4, "<f4"), torch.int64: ("I64", 8, "<i8")}
+DTYPES = {torch.float64: ("F64", 8, "<f8"), torch.float32: ("F32", 4, "<f4"),
+          torch.int64: ("I64", 8, "<i8")}
 
 
 def write_safetensors(path, tensors, metadata):
