@@ -256,11 +256,14 @@ impl Cost {
             .fold(0u64, |acc, p| acc.saturating_add(p.bytes))
     }
 
-    /// A rough wall-clock estimate in seconds at `threads` threads for a network of
-    /// `multiply_adds` per example that runs `rate` multiply-adds per second per thread (an
-    /// order of magnitude, not a promise).
-    pub fn seconds(&self, multiply_adds: u64, rate: f64, threads: usize) -> f64 {
-        self.total_work as f64 * multiply_adds as f64 / (rate * threads.clamp(1, 16) as f64)
+    /// A rough wall-clock estimate in seconds at `threads` threads for `model` (an order of
+    /// magnitude, not a promise).
+    pub fn seconds(&self, model: &crate::model::ModelConfig, threads: usize) -> f64 {
+        let rate = match model {
+            crate::model::ModelConfig::Mlp(_) => MLP_MULTIPLY_ADDS_PER_SECOND,
+            crate::model::ModelConfig::ResNet(_) => RESNET_MULTIPLY_ADDS_PER_SECOND,
+        };
+        self.total_work as f64 * model.multiply_adds() as f64 / (rate * threads.clamp(1, 16) as f64)
     }
 
     /// Fails, naming the largest part's option, when the run would hold more than

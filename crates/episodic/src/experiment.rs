@@ -236,16 +236,7 @@ fn run_in_pool(
         memory_examples: cost.memory_examples,
         evaluation_images: cost.evaluation_images,
         total_work: cost.total_work,
-        estimated_seconds: cost.seconds(
-            config.model.multiply_adds() as u64,
-            match config.model {
-                crate::model::ModelConfig::Mlp(_) => crate::cost::MLP_MULTIPLY_ADDS_PER_SECOND,
-                crate::model::ModelConfig::ResNet(_) => {
-                    crate::cost::RESNET_MULTIPLY_ADDS_PER_SECOND
-                }
-            },
-            config.threads,
-        ),
+        estimated_seconds: cost.seconds(&config.model, config.threads),
         bytes: cost.bytes(),
     });
     let mut evaluator = Evaluator::new(&bench);

@@ -98,8 +98,14 @@ impl Multimodal {
             };
             target.params_mut()[k..].copy_from_slice(&owner.params()[k..]);
             let n = owner.num_params();
-            let shared = self.sgds[self.owner].clone();
-            self.sgds[task].share_velocity(&shared, k..n, n);
+            let (from, to) = if self.owner < task {
+                let (a, b) = self.sgds.split_at_mut(task);
+                (&a[self.owner], &mut b[0])
+            } else {
+                let (a, b) = self.sgds.split_at_mut(self.owner);
+                (&b[0], &mut a[task])
+            };
+            to.share_velocity(from, k..n, n);
             self.owner = task;
         }
         Ok(())

@@ -50,16 +50,7 @@ impl ModelConfig {
     /// Checks the sizes, naming what is wrong.
     pub fn check(&self) -> Result<()> {
         match self {
-            Self::Mlp(c) => {
-                let widths = c.widths();
-                match widths.iter().position(|&w| w == 0) {
-                    Some(pos) => Err(Error::InvalidOption {
-                        option: "model",
-                        reason: format!("layer {pos} of {widths:?} has width 0"),
-                    }),
-                    None => Ok(()),
-                }
-            }
+            Self::Mlp(c) => c.check(),
             Self::ResNet(c) => c.check(),
         }
     }

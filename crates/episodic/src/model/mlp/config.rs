@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+
 /// Layer sizes of an [`Mlp`](super::Mlp).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MlpConfig {
@@ -40,6 +42,18 @@ impl MlpConfig {
         w.extend(&self.hidden);
         w.push(self.classes);
         w
+    }
+
+    /// Checks that no layer is empty, naming the first that is.
+    pub fn check(&self) -> Result<()> {
+        let widths = self.widths();
+        match widths.iter().position(|&w| w == 0) {
+            Some(pos) => Err(Error::InvalidOption {
+                option: "model",
+                reason: format!("layer {pos} of {widths:?} has width 0"),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Number of parameters.

@@ -54,13 +54,8 @@ impl Mlp {
     /// A network with the reference's initialisation drawn from `rng`; matrix products use
     /// up to `threads` threads of the current rayon pool.
     pub fn new(config: &MlpConfig, threads: usize, rng: &mut impl Rng) -> Result<Self> {
+        config.check()?;
         let widths = config.widths();
-        if let Some(pos) = widths.iter().position(|&w| w == 0) {
-            return Err(Error::InvalidOption {
-                option: "model",
-                reason: format!("layer {pos} of {widths:?} has width 0"),
-            });
-        }
         let mut layers = Vec::with_capacity(widths.len() - 1);
         let mut params = Vec::with_capacity(config.num_params());
         for w in widths.windows(2) {

@@ -26,9 +26,9 @@ impl ResNet {
             *g = dlogits.iter().skip(k).step_by(classes).sum();
         }
         let c = self.features;
-        let mut dfeatures = vec![0.0; c * n];
+        let dfeatures = grown(&mut t.grad_features, c * n);
         matmul(
-            MatMut::row_major(&mut dfeatures, n, c),
+            MatMut::row_major(dfeatures, n, c),
             MatRef::row_major(dlogits, n, classes),
             MatRef::row_major(&params[lw..lb], classes, c),
             false,

@@ -83,6 +83,8 @@ struct Tape {
     features: Vec<f32>,
     logits: Vec<f32>,
     dlogits: Vec<f32>,
+    /// The pooled features' gradient.
+    grad_features: Vec<f32>,
     /// A convolution's output before its BatchNorm; the shortcut's in a block.
     z: Vec<f32>,
     z_short: Vec<f32>,
