@@ -1,9 +1,11 @@
 //! The ResNet's backward pass: from the logits' gradient to every parameter's.
 
 use super::conv::grown;
+use super::forward::add_onto;
 use super::ResNet;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
+use multiversion::multiversion;
 
 impl ResNet {
     /// The backward pass of the last training forward over `n` images, from the logits'
@@ -54,11 +56,7 @@ impl ResNet {
             let out_len = block.second.conv.cout * n * block.second.conv.out_area();
             let in_len = block.first.conv.cin * n * block.first.conv.in_area();
             // Through the final ReLU.
-            for (g, &o) in t.grad_out[..out_len].iter_mut().zip(&bt.out) {
-                if o <= 0.0 {
-                    *g = 0.0;
-                }
-            }
+            relu_backward(&mut t.grad_out[..out_len], &bt.out);
             let m2 = n * block.second.conv.out_area();
             let dz = grown(&mut t.grad_z, out_len);
             block
@@ -78,11 +76,7 @@ impl ResNet {
                 &mut t.conv,
                 threads,
             );
-            for (g, &h) in dh.iter_mut().zip(&bt.hidden) {
-                if h <= 0.0 {
-                    *g = 0.0;
-                }
-            }
+            relu_backward(dh, &bt.hidden);
             let m1 = n * block.first.conv.out_area();
             let dz = grown(&mut t.grad_z, hidden_len);
             block.first.bn.backward(params, &bt.first, dh, m1, grad, dz);
@@ -101,20 +95,14 @@ impl ResNet {
                         .backward(params, x, dz, n, grad, Some(din), &mut t.conv, threads);
                 }
                 None => {
-                    for (d, &g) in din.iter_mut().zip(&t.grad_out[..out_len]) {
-                        *d += g;
-                    }
+                    add_onto(din, &t.grad_out[..out_len]);
                 }
             }
             std::mem::swap(&mut t.grad_out, &mut t.grad_in);
         }
         // The stem: through its ReLU and BatchNorm to its convolution's weight.
         let len = self.stem.conv.cout * n * self.stem.conv.out_area();
-        for (g, &o) in t.grad_out[..len].iter_mut().zip(&t.stem_out) {
-            if o <= 0.0 {
-                *g = 0.0;
-            }
-        }
+        relu_backward(&mut t.grad_out[..len], &t.stem_out);
         let dz = grown(&mut t.grad_z, len);
         let m = n * self.stem.conv.out_area();
         self.stem
@@ -148,5 +136,15 @@ impl ResNet {
         self.tape.dlogits = dlogits;
         self.backward(n, grad);
         Ok(loss as f32)
+    }
+}
+
+/// The gradient `g` through a ReLU whose outputs were `out`: zero where they were.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn relu_backward(g: &mut [f32], out: &[f32]) {
+    for (g, &o) in g.iter_mut().zip(out) {
+        if o <= 0.0 {
+            *g = 0.0;
+        }
     }
 }

@@ -14,6 +14,10 @@ use crate::linalg::{matmul, MatMut, MatRef};
 /// The most floats a column buffer holds (16 MiB); larger batches go chunk by chunk.
 const MAX_COLUMN_FLOATS: usize = 1 << 22;
 
+/// Input channels from which a 3x3 stride-1 convolution runs as Winograd's F(2x2, 3x3):
+/// below it (the stem's 3 colour channels) the transforms cost more than they save.
+const WINOGRAD_MIN_CHANNELS: usize = 4;
+
 /// A `k x k` convolution of stride `stride` with `pad` zeros each side, without bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Conv {
@@ -28,6 +32,8 @@ pub(super) struct Conv {
     pub wout: usize,
     /// Offset of the weight (`[cout][cin][k][k]`, torch's layout) in the parameters.
     pub weight: usize,
+    /// Whether it runs as Winograd's F(2x2, 3x3) (`winograd.rs`) rather than im2col.
+    pub winograd: bool,
 }
 
 /// Work buffers of a convolution: the columns, their gradient, and the weight and its
@@ -53,7 +59,7 @@ impl Conv {
         win: usize,
         weight: usize,
     ) -> Self {
-        Self {
+        let conv = Self {
             cin,
             cout,
             k,
@@ -64,6 +70,11 @@ impl Conv {
             hout: (hin + 2 * pad - k) / stride + 1,
             wout: (win + 2 * pad - k) / stride + 1,
             weight,
+            winograd: false,
+        };
+        Self {
+            winograd: conv.winograd_applies() && cin >= WINOGRAD_MIN_CHANNELS,
+            ..conv
         }
     }
 
@@ -229,6 +240,9 @@ impl Conv {
         work: &mut ConvWork,
         threads: usize,
     ) {
+        if self.winograd {
+            return self.winograd_forward(params, x, n, out, work, threads);
+        }
         self.patch_order(
             &params[self.weight..][..self.weight_len()],
             &mut work.weight,
@@ -268,6 +282,9 @@ impl Conv {
         work: &mut ConvWork,
         threads: usize,
     ) {
+        if self.winograd {
+            return self.winograd_backward(params, x, dout, n, grad, dx, work, threads);
+        }
         let rows = self.rows();
         if dx.is_some() {
             self.patch_order(

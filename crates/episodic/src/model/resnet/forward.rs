@@ -1,6 +1,8 @@
 //! The ResNet's forward pass: input to logits, in training mode (batch statistics kept for
 //! the backward pass) or at test (running statistics).
 
+use multiversion::multiversion;
+
 use super::batchnorm::{BnMode, BnTape};
 use super::config::{CHANNELS, SIDE};
 use super::conv::{grown, ConvWork};
@@ -136,14 +138,10 @@ impl ResNet {
                         train,
                         threads,
                     );
-                    for (o, &s) in bt.out[..len].iter_mut().zip(&t.short_out[..len]) {
-                        *o += s;
-                    }
+                    add_onto(&mut bt.out[..len], &t.short_out[..len]);
                 }
                 None => {
-                    for (o, &s) in bt.out[..len].iter_mut().zip(&x[..len]) {
-                        *o += s;
-                    }
+                    add_onto(&mut bt.out[..len], &x[..len]);
                 }
             }
             relu(&mut bt.out[..len]);
@@ -205,6 +203,14 @@ impl ResNet {
     }
 }
 
+/// `max(x, 0)` in place.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn relu(xs: &mut [f32]) {
     xs.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+/// `dst += src`, element by element.
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub(super) fn add_onto(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
 }

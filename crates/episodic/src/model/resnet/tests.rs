@@ -72,10 +72,21 @@ fn naive_conv(conv: &Conv, w: &[f32], x: &[f32], n: usize) -> Vec<f64> {
 #[test]
 fn convolutions_match_a_direct_one_and_their_gradients_the_finite_differences() {
     // Stride 1 and 2 with padding (3x3), and the shortcut's 1x1 of stride 2, on odd and
-    // even sides.
-    for (k, stride, pad, side) in [(3, 1, 1, 6), (3, 2, 1, 6), (3, 2, 1, 7), (1, 2, 0, 6)] {
+    // even sides; the 3x3 of stride 1 both as im2col and as Winograd's F(2x2, 3x3).
+    for (k, stride, pad, side, winograd) in [
+        (3, 1, 1, 6, false),
+        (3, 1, 1, 6, true),
+        (3, 1, 1, 7, true),
+        (3, 1, 1, 1, true),
+        (3, 2, 1, 6, false),
+        (3, 2, 1, 7, false),
+        (1, 2, 0, 6, false),
+    ] {
         let (cin, cout, n) = (2, 3, 2);
-        let conv = Conv::new(cin, cout, k, stride, pad, side, side, 0);
+        let conv = Conv {
+            winograd,
+            ..Conv::new(cin, cout, k, stride, pad, side, side, 0)
+        };
         let w = uniform(conv.weight_len(), 1);
         let x = uniform(cin * n * conv.in_area(), 2);
         let m = cout * n * conv.out_area();
@@ -85,7 +96,7 @@ fn convolutions_match_a_direct_one_and_their_gradients_the_finite_differences() 
         for (a, b) in out.iter().zip(&want) {
             assert!(
                 (f64::from(*a) - b).abs() < 1e-5,
-                "{k}x{k}/{stride}: {a} vs {b}"
+                "{k}x{k}/{stride} (winograd {winograd}): {a} vs {b}"
             );
         }
         // loss = r . out: its gradients are exact for a linear map; compare them with
