@@ -59,10 +59,15 @@ impl ResNet {
             relu_backward(&mut t.grad_out[..out_len], &bt.out);
             let m2 = n * block.second.conv.out_area();
             let dz = grown(&mut t.grad_z, out_len);
-            block
-                .second
-                .bn
-                .backward(params, &bt.second, &t.grad_out[..out_len], m2, grad, dz);
+            block.second.bn.backward(
+                params,
+                &bt.second,
+                &t.grad_out[..out_len],
+                m2,
+                grad,
+                dz,
+                threads,
+            );
             let hidden_len = block.first.conv.cout * n * block.first.conv.out_area();
             let dh = grown(&mut t.grad_hidden, hidden_len);
             dh.fill(0.0);
@@ -79,7 +84,10 @@ impl ResNet {
             relu_backward(dh, &bt.hidden);
             let m1 = n * block.first.conv.out_area();
             let dz = grown(&mut t.grad_z, hidden_len);
-            block.first.bn.backward(params, &bt.first, dh, m1, grad, dz);
+            block
+                .first
+                .bn
+                .backward(params, &bt.first, dh, m1, grad, dz, threads);
             let din = grown(&mut t.grad_in, in_len);
             din.fill(0.0);
             block
@@ -89,8 +97,15 @@ impl ResNet {
             match &block.shortcut {
                 Some(unit) => {
                     let dz = grown(&mut t.grad_z, out_len);
-                    unit.bn
-                        .backward(params, &bt.shortcut, &t.grad_out[..out_len], m2, grad, dz);
+                    unit.bn.backward(
+                        params,
+                        &bt.shortcut,
+                        &t.grad_out[..out_len],
+                        m2,
+                        grad,
+                        dz,
+                        threads,
+                    );
                     unit.conv
                         .backward(params, x, dz, n, grad, Some(din), &mut t.conv, threads);
                 }
@@ -107,7 +122,7 @@ impl ResNet {
         let m = n * self.stem.conv.out_area();
         self.stem
             .bn
-            .backward(params, &t.stem, &t.grad_out[..len], m, grad, dz);
+            .backward(params, &t.stem, &t.grad_out[..len], m, grad, dz, threads);
         self.stem
             .conv
             .backward(params, &t.input, dz, n, grad, None, &mut t.conv, threads);

@@ -5,6 +5,11 @@
 //! normalise.
 
 use multiversion::multiversion;
+use rayon::prelude::*;
+
+/// Pixels per chunk of a pass: sums are taken chunk by chunk and the chunks' sums added in
+/// order, so results do not depend on the thread count; chunks run on every thread given.
+const CHUNK_PIXELS: usize = 2048;
 
 /// torch's default `eps`.
 pub(super) const EPS: f64 = 1e-5;
@@ -31,12 +36,79 @@ pub(super) struct BnTape {
 }
 
 impl BatchNorm {
-    /// Normalises `z` (`m` pixels of `channels` values) into `out`. In training (`tape`
-    /// given) with batch statistics, which it returns as (mean, unbiased variance) per
-    /// channel in `batch_stats` (`2 * channels`), keeping what the backward pass needs; at
-    /// test with the running statistics `running` (means then variances, `vars_at` apart).
-    pub fn forward(&self, params: &[f32], z: &[f32], m: usize, out: &mut [f32], mode: BnMode<'_>) {
-        forward(self, params, z, m, out, mode);
+    /// Normalises `z` (`m` pixels of `channels` values) into `out`, on up to `threads`
+    /// threads. In training (`tape` given) with batch statistics, which it returns as
+    /// (mean, unbiased variance) per channel in `batch_stats` (`2 * channels`), keeping what
+    /// the backward pass needs; at test with the running statistics `running` (means then
+    /// variances, `vars_at` apart).
+    pub fn forward(
+        &self,
+        params: &[f32],
+        z: &[f32],
+        m: usize,
+        out: &mut [f32],
+        mode: BnMode<'_>,
+        threads: usize,
+    ) {
+        let c = self.channels;
+        let (scale, shift) = params[self.scale..self.scale + 2 * c].split_at(c);
+        let (z, out) = (&z[..m * c], &mut out[..m * c]);
+        let rows = CHUNK_PIXELS * c;
+        match mode {
+            BnMode::Train { tape, batch_stats } => {
+                let sums = chunk_sums(z, rows, c, threads, add_sums);
+                let mean: Vec<f64> = sums.iter().map(|s| s / m as f64).collect();
+                let var = chunk_sums(z, rows, c, threads, |z, acc| {
+                    add_centred_squares(z, &mean, acc)
+                });
+                let inv_std = super::conv::grown(&mut tape.inv_std, c);
+                let mut shifted = vec![0.0f32; c];
+                for ch in 0..c {
+                    let biased = var[ch] / m as f64;
+                    inv_std[ch] = (1.0 / (biased + EPS).sqrt()) as f32;
+                    shifted[ch] = mean[ch] as f32;
+                    batch_stats[ch] = mean[ch] as f32;
+                    batch_stats[c + ch] = if m > 1 {
+                        (var[ch] / (m - 1) as f64) as f32
+                    } else {
+                        biased as f32
+                    };
+                }
+                let xhat = super::conv::grown(&mut tape.xhat, m * c);
+                let inv_std = &*inv_std;
+                let one = |((x, o), z): ((&mut [f32], &mut [f32]), &[f32])| {
+                    normalise(z, &shifted, inv_std, scale, shift, x, o);
+                };
+                if threads > 1 {
+                    xhat.par_chunks_mut(rows)
+                        .zip(out.par_chunks_mut(rows))
+                        .zip(z.par_chunks(rows))
+                        .for_each(one);
+                } else {
+                    xhat.chunks_mut(rows)
+                        .zip(out.chunks_mut(rows))
+                        .zip(z.chunks(rows))
+                        .for_each(one);
+                }
+            }
+            BnMode::Test { running, vars_at } => {
+                let mean = &running[self.stat..self.stat + c];
+                let gain: Vec<f32> = (0..c)
+                    .map(|ch| {
+                        let var = f64::from(running[vars_at + self.stat + ch]);
+                        scale[ch] * (1.0 / (var + EPS).sqrt()) as f32
+                    })
+                    .collect();
+                let one = |(o, z): (&mut [f32], &[f32])| affine(z, mean, &gain, shift, o);
+                if threads > 1 {
+                    out.par_chunks_mut(rows)
+                        .zip(z.par_chunks(rows))
+                        .for_each(one);
+                } else {
+                    out.chunks_mut(rows).zip(z.chunks(rows)).for_each(one);
+                }
+            }
+        }
     }
 
     /// Moves the running statistics (means then variances, `vars_at` apart) towards a
@@ -51,8 +123,10 @@ impl BatchNorm {
         }
     }
 
-    /// The backward pass of a training forward over `m` pixels: the scale and shift
-    /// gradients into `grad` (overwritten), the input gradient into `dz` (overwritten).
+    /// The backward pass of a training forward over `m` pixels, on up to `threads`
+    /// threads: the scale and shift gradients into `grad` (overwritten), the input
+    /// gradient into `dz` (overwritten).
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         params: &[f32],
@@ -61,8 +135,38 @@ impl BatchNorm {
         m: usize,
         grad: &mut [f32],
         dz: &mut [f32],
+        threads: usize,
     ) {
-        backward(self, params, tape, dy, m, grad, dz);
+        let c = self.channels;
+        let scale = &params[self.scale..self.scale + c];
+        let (dy, xhat, dz) = (&dy[..m * c], &tape.xhat[..m * c], &mut dz[..m * c]);
+        let rows = CHUNK_PIXELS * c;
+        // Each channel's sum of dy, then its sum of dy * xhat, side by side.
+        let sums = chunk_pair_sums(dy, xhat, rows, c, threads);
+        let (sum, dot) = sums.split_at(c);
+        let mut k = vec![0.0f32; c];
+        let (mut mean_dy, mut mean_dot) = (vec![0.0f32; c], vec![0.0f32; c]);
+        for ch in 0..c {
+            grad[self.scale + ch] = dot[ch] as f32;
+            grad[self.scale + c + ch] = sum[ch] as f32;
+            k[ch] = scale[ch] * tape.inv_std[ch];
+            mean_dy[ch] = (sum[ch] / m as f64) as f32;
+            mean_dot[ch] = (dot[ch] / m as f64) as f32;
+        }
+        let one = |((d, g), x): ((&mut [f32], &[f32]), &[f32])| {
+            input_gradient(g, x, &k, &mean_dy, &mean_dot, d);
+        };
+        if threads > 1 {
+            dz.par_chunks_mut(rows)
+                .zip(dy.par_chunks(rows))
+                .zip(xhat.par_chunks(rows))
+                .for_each(one);
+        } else {
+            dz.chunks_mut(rows)
+                .zip(dy.chunks(rows))
+                .zip(xhat.chunks(rows))
+                .for_each(one);
+        }
     }
 }
 
@@ -78,108 +182,134 @@ pub(super) enum BnMode<'a> {
     Test { running: &'a [f32], vars_at: usize },
 }
 
-/// The body of [`BatchNorm::forward`], compiled for AVX2 + FMA too.
+/// Per-channel sums over `z`, `add(chunk, acc)` chunk by chunk (`rows` floats each, on up
+/// to `threads` threads), the chunks' sums added in order.
+fn chunk_sums<F>(z: &[f32], rows: usize, c: usize, threads: usize, add: F) -> Vec<f64>
+where
+    F: Fn(&[f32], &mut [f64]) + Sync,
+{
+    let one = |chunk: &[f32]| {
+        let mut acc = vec![0.0f64; c];
+        add(chunk, &mut acc);
+        acc
+    };
+    let partial: Vec<Vec<f64>> = if threads > 1 {
+        z.par_chunks(rows).map(one).collect()
+    } else {
+        z.chunks(rows).map(one).collect()
+    };
+    total(partial, c)
+}
+
+/// [`add_pair_sums`] chunk by chunk, as [`chunk_sums`]: `2c` sums.
+fn chunk_pair_sums(dy: &[f32], xhat: &[f32], rows: usize, c: usize, threads: usize) -> Vec<f64> {
+    let one = |(g, x): (&[f32], &[f32])| {
+        let mut acc = vec![0.0f64; 2 * c];
+        add_pair_sums(g, x, &mut acc);
+        acc
+    };
+    let partial: Vec<Vec<f64>> = if threads > 1 {
+        dy.par_chunks(rows)
+            .zip(xhat.par_chunks(rows))
+            .map(one)
+            .collect()
+    } else {
+        dy.chunks(rows).zip(xhat.chunks(rows)).map(one).collect()
+    };
+    total(partial, 2 * c)
+}
+
+/// The element-wise sum of `partial`, in order.
+fn total(partial: Vec<Vec<f64>>, len: usize) -> Vec<f64> {
+    let mut sum = vec![0.0f64; len];
+    for p in partial {
+        sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+    }
+    sum
+}
+
+/// Adds each channel's values over the pixels of `z` onto `acc`.
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn forward<'a>(
-    bn: &BatchNorm,
-    params: &[f32],
-    z: &[f32],
-    m: usize,
-    out: &mut [f32],
-    mode: BnMode<'a>,
-) {
-    let c = bn.channels;
-    let (scale, shift) = params[bn.scale..bn.scale + 2 * c].split_at(c);
-    let (z, out) = (&z[..m * c], &mut out[..m * c]);
-    match mode {
-        BnMode::Train { tape, batch_stats } => {
-            let mut mean = vec![0.0f64; c];
-            for row in z.chunks_exact(c) {
-                mean.iter_mut()
-                    .zip(row)
-                    .for_each(|(s, &v)| *s += f64::from(v));
-            }
-            mean.iter_mut().for_each(|s| *s /= m as f64);
-            let mut var = vec![0.0f64; c];
-            for row in z.chunks_exact(c) {
-                for ((s, &v), &mu) in var.iter_mut().zip(row).zip(&mean) {
-                    let d = f64::from(v) - mu;
-                    *s += d * d;
-                }
-            }
-            let inv_std = super::conv::grown(&mut tape.inv_std, c);
-            let mut shifted = vec![0.0f32; c];
-            for ch in 0..c {
-                let biased = var[ch] / m as f64;
-                inv_std[ch] = (1.0 / (biased + EPS).sqrt()) as f32;
-                shifted[ch] = mean[ch] as f32;
-                batch_stats[ch] = mean[ch] as f32;
-                batch_stats[c + ch] = if m > 1 {
-                    (var[ch] / (m - 1) as f64) as f32
-                } else {
-                    biased as f32
-                };
-            }
-            let xhat = super::conv::grown(&mut tape.xhat, m * c);
-            for ((x_row, o_row), z_row) in xhat
-                .chunks_exact_mut(c)
-                .zip(out.chunks_exact_mut(c))
-                .zip(z.chunks_exact(c))
-            {
-                for ch in 0..c {
-                    let x = (z_row[ch] - shifted[ch]) * inv_std[ch];
-                    x_row[ch] = x;
-                    o_row[ch] = scale[ch] * x + shift[ch];
-                }
-            }
-        }
-        BnMode::Test { running, vars_at } => {
-            let mean = &running[bn.stat..bn.stat + c];
-            let gain: Vec<f32> = (0..c)
-                .map(|ch| {
-                    let var = f64::from(running[vars_at + bn.stat + ch]);
-                    scale[ch] * (1.0 / (var + EPS).sqrt()) as f32
-                })
-                .collect();
-            for (o_row, z_row) in out.chunks_exact_mut(c).zip(z.chunks_exact(c)) {
-                for ch in 0..c {
-                    o_row[ch] = gain[ch] * (z_row[ch] - mean[ch]) + shift[ch];
-                }
-            }
+fn add_sums(z: &[f32], acc: &mut [f64]) {
+    for row in z.chunks_exact(acc.len()) {
+        acc.iter_mut()
+            .zip(row)
+            .for_each(|(s, &v)| *s += f64::from(v));
+    }
+}
+
+/// Adds each channel's squared deviations from `mean` over the pixels of `z` onto `acc`.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn add_centred_squares(z: &[f32], mean: &[f64], acc: &mut [f64]) {
+    for row in z.chunks_exact(acc.len()) {
+        for ((s, &v), &mu) in acc.iter_mut().zip(row).zip(mean) {
+            let d = f64::from(v) - mu;
+            *s += d * d;
         }
     }
 }
 
-/// The body of [`BatchNorm::backward`], compiled for AVX2 + FMA too.
+/// `xhat = (z - mean) * inv_std` and `out = scale * xhat + shift`, pixel by pixel.
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn backward(
-    bn: &BatchNorm,
-    params: &[f32],
-    tape: &BnTape,
-    dy: &[f32],
-    m: usize,
-    grad: &mut [f32],
-    dz: &mut [f32],
+fn normalise(
+    z: &[f32],
+    mean: &[f32],
+    inv_std: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    xhat: &mut [f32],
+    out: &mut [f32],
 ) {
-    let c = bn.channels;
-    let scale = &params[bn.scale..bn.scale + c];
-    let (dy, xhat, dz) = (&dy[..m * c], &tape.xhat[..m * c], &mut dz[..m * c]);
-    let (mut sum, mut dot) = (vec![0.0f64; c], vec![0.0f64; c]);
+    let c = mean.len();
+    for ((x_row, o_row), z_row) in xhat
+        .chunks_exact_mut(c)
+        .zip(out.chunks_exact_mut(c))
+        .zip(z.chunks_exact(c))
+    {
+        for ch in 0..c {
+            let x = (z_row[ch] - mean[ch]) * inv_std[ch];
+            x_row[ch] = x;
+            o_row[ch] = scale[ch] * x + shift[ch];
+        }
+    }
+}
+
+/// `out = gain * (z - mean) + shift`, pixel by pixel.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn affine(z: &[f32], mean: &[f32], gain: &[f32], shift: &[f32], out: &mut [f32]) {
+    let c = mean.len();
+    for (o_row, z_row) in out.chunks_exact_mut(c).zip(z.chunks_exact(c)) {
+        for ch in 0..c {
+            o_row[ch] = gain[ch] * (z_row[ch] - mean[ch]) + shift[ch];
+        }
+    }
+}
+
+/// Adds each channel's sum of `dy` (into `acc[..c]`) and of `dy * xhat` (into
+/// `acc[c..]`) over the pixels.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn add_pair_sums(dy: &[f32], xhat: &[f32], acc: &mut [f64]) {
+    let c = acc.len() / 2;
+    let (sum, dot) = acc.split_at_mut(c);
     for (g_row, x_row) in dy.chunks_exact(c).zip(xhat.chunks_exact(c)) {
         for ch in 0..c {
             sum[ch] += f64::from(g_row[ch]);
             dot[ch] += f64::from(g_row[ch]) * f64::from(x_row[ch]);
         }
     }
-    let mut k = vec![0.0f32; c];
-    let (mut mean_dy, mut mean_dot) = (vec![0.0f32; c], vec![0.0f32; c]);
-    for ch in 0..c {
-        grad[bn.scale + ch] = dot[ch] as f32;
-        grad[bn.scale + c + ch] = sum[ch] as f32;
-        k[ch] = scale[ch] * tape.inv_std[ch];
-        mean_dy[ch] = (sum[ch] / m as f64) as f32;
-        mean_dot[ch] = (dot[ch] / m as f64) as f32;
-    }
+}
+
+/// `dz = k * (dy - mean_dy - xhat * mean_dot)`, pixel by pixel.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn input_gradient(
+    dy: &[f32],
+    xhat: &[f32],
+    k: &[f32],
+    mean_dy: &[f32],
+    mean_dot: &[f32],
+    dz: &mut [f32],
+) {
+    let c = k.len();
     for ((d_row, g_row), x_row) in dz
         .chunks_exact_mut(c)
         .zip(dy.chunks_exact(c))

@@ -63,7 +63,7 @@ impl ResNet {
             } else {
                 BnMode::Test { running, vars_at }
             };
-            unit.bn.forward(params, z, m, out, mode);
+            unit.bn.forward(params, z, m, out, mode, threads);
         }
         conv_bn(
             &self.stem,

@@ -166,7 +166,7 @@ fn batchnorm_gradients_match_finite_differences_in_training() {
             tape: &mut tape,
             batch_stats: &mut stats,
         };
-        bn.forward(params, z, m, &mut out, mode);
+        bn.forward(params, z, m, &mut out, mode, 1);
         out.iter().zip(&r).map(|(&o, &r)| f64::from(o * r)).sum()
     };
     let mut out = vec![0.0; c * m];
@@ -180,6 +180,7 @@ fn batchnorm_gradients_match_finite_differences_in_training() {
             tape: &mut tape,
             batch_stats: &mut stats,
         },
+        1,
     );
     // Each channel comes out with mean 0 and variance 1 before the affine map.
     for ch in 0..c {
@@ -192,7 +193,7 @@ fn batchnorm_gradients_match_finite_differences_in_training() {
         );
     }
     let (mut grad, mut dz) = (vec![0.0; 2 * c], vec![0.0; c * m]);
-    bn.backward(&params, &tape, &r, m, &mut grad, &mut dz);
+    bn.backward(&params, &tape, &r, m, &mut grad, &mut dz, 1);
     let h = 1e-2f32;
     for i in 0..2 * c {
         let (mut pp, mut pm) = (params.clone(), params.clone());
@@ -219,6 +220,56 @@ fn batchnorm_gradients_match_finite_differences_in_training() {
 }
 
 #[test]
+fn batchnorm_over_several_chunks_gives_the_same_on_one_and_two_threads() {
+    // 5,000 pixels: three chunks of the sums, the last one short.
+    let (c, m) = (3, 5000);
+    let bn = BatchNorm {
+        channels: c,
+        scale: 0,
+        stat: 0,
+    };
+    let params = uniform(2 * c, 7);
+    let z: Vec<f32> = uniform(c * m, 8).iter().map(|v| 3.0 * v + 1.0).collect();
+    let dy = uniform(c * m, 9);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| {
+            let (mut tape, mut stats) = (BnTape::default(), vec![0.0; 2 * c]);
+            let mut out = vec![0.0; c * m];
+            let mode = BnMode::Train {
+                tape: &mut tape,
+                batch_stats: &mut stats,
+            };
+            bn.forward(&params, &z, m, &mut out, mode, threads);
+            let (mut grad, mut dz) = (vec![0.0; 2 * c], vec![0.0; c * m]);
+            bn.backward(&params, &tape, &dy, m, &mut grad, &mut dz, threads);
+            (stats, out, grad, dz)
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    // The batch statistics are the plain ones.
+    for ch in 0..c {
+        let xs: Vec<f64> = z
+            .iter()
+            .skip(ch)
+            .step_by(c)
+            .map(|&v| f64::from(v))
+            .collect();
+        let mean = xs.iter().sum::<f64>() / m as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (m - 1) as f64;
+        assert!((f64::from(one.0[ch]) - mean).abs() < 1e-6, "mean {ch}");
+        assert!(
+            (f64::from(one.0[c + ch]) - var).abs() < 1e-5 * var,
+            "variance {ch}"
+        );
+    }
+}
+
+#[test]
 fn batchnorm_normalises_with_batch_statistics_in_training_and_running_ones_at_test() {
     let (c, m) = (2, 8);
     let bn = BatchNorm {
@@ -235,7 +286,7 @@ fn batchnorm_normalises_with_batch_statistics_in_training_and_running_ones_at_te
         tape: &mut tape,
         batch_stats: &mut stats,
     };
-    bn.forward(&params, &z, m, &mut out, mode);
+    bn.forward(&params, &z, m, &mut out, mode, 1);
     // Channel 0 holds 0..8: mean 3.5, unbiased variance 6.
     assert_eq!(&stats, &[3.5, 11.5, 6.0, 6.0]);
     let mut running = vec![0.0, 0.0, 1.0, 1.0];
@@ -254,6 +305,7 @@ fn batchnorm_normalises_with_batch_statistics_in_training_and_running_ones_at_te
             running: &running,
             vars_at: 2,
         },
+        1,
     );
     let expected = (3.0 - 0.35) / (1.5f32 + 1e-5).sqrt();
     assert!(

@@ -87,15 +87,16 @@ impl Conv {
             let v = grown(&mut work.cols, POSITIONS * tiles * cin);
             self.input_tiles(x, n0, n1, v, threads);
             let m = grown(&mut work.dcols, POSITIONS * tiles * cout);
-            for xi in 0..POSITIONS {
+            let u = &work.weight;
+            each_position(m, tiles * cout, threads, |xi, m| {
                 matmul(
-                    MatMut::row_major(&mut m[xi * tiles * cout..], tiles, cout),
+                    MatMut::row_major(m, tiles, cout),
                     MatRef::row_major(&v[xi * tiles * cin..], tiles, cin),
-                    MatRef::row_major(&work.weight[xi * cin * cout..], cin, cout),
+                    MatRef::row_major(&u[xi * cin * cout..], cin, cout),
                     false,
-                    threads,
+                    1,
                 );
-            }
+            });
             self.output_tiles(m, n0, n1, out, threads);
             n0 = n1;
         }
@@ -133,27 +134,28 @@ impl Conv {
             self.input_tiles(x, n0, n1, v, threads);
             let dm = grown(&mut work.dcols, POSITIONS * tiles * cout);
             self.output_gradient_tiles(dout, n0, n1, dm, threads);
-            for xi in 0..POSITIONS {
-                let dm = MatRef::row_major(&dm[xi * tiles * cout..], tiles, cout);
+            let dm = &*dm;
+            each_position(&mut work.dweight, cin * cout, threads, |xi, du| {
                 matmul(
-                    MatMut::row_major(&mut work.dweight[xi * cin * cout..], cin, cout),
+                    MatMut::row_major(du, cin, cout),
                     MatRef::row_major(&v[xi * tiles * cin..], tiles, cin).t(),
-                    dm,
+                    MatRef::row_major(&dm[xi * tiles * cout..], tiles, cout),
                     n0 > 0,
-                    threads,
+                    1,
                 );
-            }
+            });
             if let Some(dx) = dx.as_deref_mut() {
                 // The transformed inputs are spent: their buffer takes their gradient.
-                for xi in 0..POSITIONS {
+                let u = &work.weight;
+                each_position(v, tiles * cin, threads, |xi, dv| {
                     matmul(
-                        MatMut::row_major(&mut v[xi * tiles * cin..], tiles, cin),
+                        MatMut::row_major(dv, tiles, cin),
                         MatRef::row_major(&dm[xi * tiles * cout..], tiles, cout),
-                        MatRef::row_major(&work.weight[xi * cin * cout..], cin, cout).t(),
+                        MatRef::row_major(&u[xi * cin * cout..], cin, cout).t(),
                         false,
-                        threads,
+                        1,
                     );
-                }
+                });
                 self.input_gradient_tiles(v, n0, n1, dx, threads);
             }
             n0 = n1;
@@ -310,5 +312,27 @@ impl Conv {
     fn tile_origins(&self) -> impl Iterator<Item = (usize, usize)> {
         let tiles_x = self.tiles_x();
         (0..self.tiles()).map(move |t| (t / tiles_x, t % tiles_x))
+    }
+}
+
+/// Runs `product(xi, plane)` for each of the 16 positions, where `plane` is that position's
+/// `plane_len` floats of `dst`: on up to `threads` threads, a position per task, each
+/// product on one thread (the products are small; splitting each would cost more than it
+/// saves). Every product runs in the same order whatever the thread count.
+fn each_position<F>(dst: &mut [f32], plane_len: usize, threads: usize, product: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let planes = dst[..POSITIONS * plane_len].chunks_exact_mut(plane_len);
+    if threads > 1 {
+        planes
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(xi, plane)| product(xi, plane));
+    } else {
+        planes
+            .enumerate()
+            .for_each(|(xi, plane)| product(xi, plane));
     }
 }
