@@ -56,10 +56,10 @@ impl BatchNorm {
         let rows = CHUNK_PIXELS * c;
         match mode {
             BnMode::Train { tape, batch_stats } => {
-                let sums = chunk_sums(z, rows, c, threads, add_sums);
+                let sums = chunk_sums(z.len(), rows, c, threads, |r, acc| add_sums(&z[r], acc));
                 let mean: Vec<f64> = sums.iter().map(|s| s / m as f64).collect();
-                let var = chunk_sums(z, rows, c, threads, |z, acc| {
-                    add_centred_squares(z, &mean, acc)
+                let var = chunk_sums(z.len(), rows, c, threads, |r, acc| {
+                    add_centred_squares(&z[r], &mean, acc)
                 });
                 let inv_std = super::conv::grown(&mut tape.inv_std, c);
                 let mut shifted = vec![0.0f32; c];
@@ -142,7 +142,9 @@ impl BatchNorm {
         let (dy, xhat, dz) = (&dy[..m * c], &tape.xhat[..m * c], &mut dz[..m * c]);
         let rows = CHUNK_PIXELS * c;
         // Each channel's sum of dy, then its sum of dy * xhat, side by side.
-        let sums = chunk_pair_sums(dy, xhat, rows, c, threads);
+        let sums = chunk_sums(dy.len(), rows, 2 * c, threads, |r, acc| {
+            add_pair_sums(&dy[r.clone()], &xhat[r], acc)
+        });
         let (sum, dot) = sums.split_at(c);
         let mut k = vec![0.0f32; c];
         let (mut mean_dy, mut mean_dot) = (vec![0.0f32; c], vec![0.0f32; c]);
@@ -182,45 +184,27 @@ pub(super) enum BnMode<'a> {
     Test { running: &'a [f32], vars_at: usize },
 }
 
-/// Per-channel sums over `z`, `add(chunk, acc)` chunk by chunk (`rows` floats each, on up
-/// to `threads` threads), the chunks' sums added in order.
-fn chunk_sums<F>(z: &[f32], rows: usize, c: usize, threads: usize, add: F) -> Vec<f64>
+/// `len` sums over `floats` floats, `add(range, acc)` chunk by chunk (`rows` floats each,
+/// on up to `threads` threads), the chunks' sums added in order.
+fn chunk_sums<F>(floats: usize, rows: usize, len: usize, threads: usize, add: F) -> Vec<f64>
 where
-    F: Fn(&[f32], &mut [f64]) + Sync,
+    F: Fn(std::ops::Range<usize>, &mut [f64]) + Sync,
 {
-    let one = |chunk: &[f32]| {
-        let mut acc = vec![0.0f64; c];
-        add(chunk, &mut acc);
+    let one = |start: usize| {
+        let mut acc = vec![0.0f64; len];
+        add(start..(start + rows).min(floats), &mut acc);
         acc
     };
+    let starts = (0..floats).step_by(rows.max(1));
     let partial: Vec<Vec<f64>> = if threads > 1 {
-        z.par_chunks(rows).map(one).collect()
-    } else {
-        z.chunks(rows).map(one).collect()
-    };
-    total(partial, c)
-}
-
-/// [`add_pair_sums`] chunk by chunk, as [`chunk_sums`]: `2c` sums.
-fn chunk_pair_sums(dy: &[f32], xhat: &[f32], rows: usize, c: usize, threads: usize) -> Vec<f64> {
-    let one = |(g, x): (&[f32], &[f32])| {
-        let mut acc = vec![0.0f64; 2 * c];
-        add_pair_sums(g, x, &mut acc);
-        acc
-    };
-    let partial: Vec<Vec<f64>> = if threads > 1 {
-        dy.par_chunks(rows)
-            .zip(xhat.par_chunks(rows))
+        starts
+            .collect::<Vec<_>>()
+            .into_par_iter()
             .map(one)
             .collect()
     } else {
-        dy.chunks(rows).zip(xhat.chunks(rows)).map(one).collect()
+        starts.map(one).collect()
     };
-    total(partial, 2 * c)
-}
-
-/// The element-wise sum of `partial`, in order.
-fn total(partial: Vec<Vec<f64>>, len: usize) -> Vec<f64> {
     let mut sum = vec![0.0f64; len];
     for p in partial {
         sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);

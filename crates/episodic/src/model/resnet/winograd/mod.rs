@@ -51,17 +51,28 @@ impl Conv {
         self.k == 3 && self.stride == 1 && self.pad == 1
     }
 
+    /// Rows of 2x2 output tiles per image.
+    fn tiles_y(&self) -> usize {
+        self.hout.div_ceil(2)
+    }
+
+    /// Columns of 2x2 output tiles per image.
     fn tiles_x(&self) -> usize {
         self.wout.div_ceil(2)
     }
 
     /// 2x2 output tiles per image.
     fn tiles(&self) -> usize {
-        self.hout.div_ceil(2) * self.tiles_x()
+        self.tiles_y() * self.tiles_x()
     }
 
-    fn tile_images_per_chunk(&self) -> usize {
-        CHUNK_TILES.div_ceil(self.tiles())
+    /// `n` images in chunks of about [`CHUNK_TILES`] tiles: `(first, end, tiles)`, in order.
+    fn image_chunks(&self, n: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        let (per_image, chunk) = (self.tiles(), CHUNK_TILES.div_ceil(self.tiles()));
+        (0..n).step_by(chunk).map(move |n0| {
+            let n1 = (n0 + chunk).min(n);
+            (n0, n1, (n1 - n0) * per_image)
+        })
     }
 
     /// `out` (`[n][hout][wout][cout]`) = the convolution of `x` (`[n][hin][win][cin]`).
@@ -79,13 +90,8 @@ impl Conv {
             &params[self.weight..][..self.weight_len()],
             &mut work.weight,
         );
-        let chunk = self.tile_images_per_chunk();
-        let mut n0 = 0;
-        while n0 < n {
-            let n1 = (n0 + chunk).min(n);
-            let tiles = (n1 - n0) * self.tiles();
-            let v = grown(&mut work.cols, POSITIONS * tiles * cin);
-            self.input_tiles(x, n0, n1, v, threads);
+        for (n0, n1, tiles) in self.image_chunks(n) {
+            let v = self.input_tiles(x, n0, n1, &mut work.cols, threads);
             let m = grown(&mut work.dcols, POSITIONS * tiles * cout);
             let u = &work.weight;
             each_position(m, tiles * cout, threads, |xi, m| {
@@ -98,7 +104,6 @@ impl Conv {
                 );
             });
             self.output_tiles(m, n0, n1, out, threads);
-            n0 = n1;
         }
     }
 
@@ -125,13 +130,8 @@ impl Conv {
             );
         }
         grown(&mut work.dweight, POSITIONS * cin * cout);
-        let chunk = self.tile_images_per_chunk();
-        let mut n0 = 0;
-        while n0 < n {
-            let n1 = (n0 + chunk).min(n);
-            let tiles = (n1 - n0) * self.tiles();
-            let v = grown(&mut work.cols, POSITIONS * tiles * cin);
-            self.input_tiles(x, n0, n1, v, threads);
+        for (n0, n1, tiles) in self.image_chunks(n) {
+            let v = self.input_tiles(x, n0, n1, &mut work.cols, threads);
             let dm = grown(&mut work.dcols, POSITIONS * tiles * cout);
             self.output_gradient_tiles(dout, n0, n1, dm, threads);
             let dm = &*dm;
@@ -158,7 +158,6 @@ impl Conv {
                 });
                 self.input_gradient_tiles(v, n0, n1, dx, threads);
             }
-            n0 = n1;
         }
         self.weight_gradient(&work.dweight, &mut grad[self.weight..][..self.weight_len()]);
     }
@@ -213,11 +212,20 @@ impl Conv {
         }
     }
 
-    /// `V = B^T d B` of every tile of images `n0..n1` of `x` into `v` (`[16][tiles][cin]`).
-    fn input_tiles(&self, x: &[f32], n0: usize, n1: usize, v: &mut [f32], threads: usize) {
+    /// `V = B^T d B` of every tile of images `n0..n1` of `x` into `buf`, grown as needed:
+    /// the `[16][tiles][cin]` floats written.
+    fn input_tiles<'b>(
+        &self,
+        x: &[f32],
+        n0: usize,
+        n1: usize,
+        buf: &'b mut Vec<f32>,
+        threads: usize,
+    ) -> &'b mut [f32] {
         let image_len = self.in_area() * self.cin;
         let images = &x[n0 * image_len..n1 * image_len];
         let (cin, tiles) = (self.cin, self.tiles());
+        let v = grown(buf, POSITIONS * (n1 - n0) * tiles * cin);
         each_image(
             v,
             tiles * cin,
@@ -228,6 +236,7 @@ impl Conv {
                 input_tiles_image(self, &images[j * image_len..][..image_len], planes, tmp);
             },
         );
+        v
     }
 
     /// Floats of a row of tile columns with one pixel of padding left and right: the

@@ -25,7 +25,7 @@ pub(super) fn input_tiles_image<'a>(
     let (row_len, padded) = (conv.win * c, conv.padded_row(c));
     let (zero, rows) = tmp.split_at_mut(row_len);
     let tiles_x = conv.tiles_x();
-    for ty in 0..conv.hout.div_ceil(2) {
+    for ty in 0..conv.tiles_y() {
         let row = |i: usize| -> &[f32] {
             match (2 * ty + i).checked_sub(1).filter(|&y| y < conv.hin) {
                 Some(y) => &image[y * row_len..][..row_len],
@@ -116,7 +116,7 @@ pub(super) fn output_gradient_tiles_image<'a>(
     let (row_len, padded) = (conv.wout * c, 2 * conv.tiles_x() * c);
     let tiles_x = conv.tiles_x();
     let (zero, rows) = tmp.split_at_mut(row_len);
-    for ty in 0..conv.hout.div_ceil(2) {
+    for ty in 0..conv.tiles_y() {
         let row = |r: usize| -> &[f32] {
             let y = 2 * ty + r;
             if y < conv.hout {
@@ -171,7 +171,7 @@ pub(super) fn input_gradient_tiles_image(
     let (row_len, padded) = (conv.win * c, conv.padded_row(c));
     let tiles_x = conv.tiles_x();
     let mut rows = vec![0.0f32; 4 * padded];
-    for ty in 0..conv.hout.div_ceil(2) {
+    for ty in 0..conv.tiles_y() {
         // `dV B^T` of each tile, row by row, added onto the padded rows under this
         // row of tiles (tiles side by side overlap by two pixels).
         rows.fill(0.0);
