@@ -180,6 +180,7 @@ mod tests {
         RunResults {
             episodic_version: "0".into(),
             git_revision: None,
+            matrix_kernels: None,
             config: config.clone(),
             tasks: Vec::new(),
             metrics: episodic::metrics::Metrics {

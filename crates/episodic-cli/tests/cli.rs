@@ -145,6 +145,8 @@ fn small_run_writes_results_and_prints_the_table() {
     assert_eq!(json["config"]["method"]["memories_per_task"], 256);
     assert_eq!(json["steps"], 6);
     assert!(json["tasks"][0]["permutation"]["sha256"].is_string());
+    let kernels = json["matrix_kernels"].as_str().unwrap();
+    assert!(kernels.starts_with("gemm 0.1"), "{kernels}");
     assert!(
         stdout.contains("skipped (no trustworthy QP solution)"),
         "{stdout}"

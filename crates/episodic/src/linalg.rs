@@ -1,6 +1,35 @@
-//! A safe, shape-checked front end to the `gemm` crate's SGEMM kernel.
+//! A safe, shape-checked front end to the `gemm` crate's SGEMM kernel: `gemm` 0.17 (AVX2 +
+//! FMA at most), or with the `avx512` feature `gemm` 0.19 (AVX-512 where the CPU has it).
 
-use gemm::Parallelism;
+#[cfg(not(feature = "avx512"))]
+use gemm as kernels;
+#[cfg(feature = "avx512")]
+use gemm_avx512 as kernels;
+use kernels::Parallelism;
+
+/// The matrix-product kernels this build runs on this CPU, as results files record them:
+/// the bits of a run's results depend on them (never on the thread count).
+pub(crate) fn kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[cfg(feature = "avx512")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "gemm 0.19, AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            return if cfg!(feature = "avx512") {
+                "gemm 0.19, AVX2 + FMA"
+            } else {
+                "gemm 0.17, AVX2 + FMA"
+            };
+        }
+    }
+    if cfg!(feature = "avx512") {
+        "gemm 0.19, portable"
+    } else {
+        "gemm 0.17, portable"
+    }
+}
 
 /// A read-only strided matrix view.
 #[derive(Clone, Copy)]
@@ -92,7 +121,7 @@ pub(crate) fn matmul(
     // SAFETY: the constructors checked that every element addressed by the shapes and
     // strides lies inside its slice; `dst` is borrowed mutably, so it aliases neither input.
     unsafe {
-        gemm::gemm(
+        kernels::gemm(
             dst.rows,
             dst.cols,
             lhs.cols,
@@ -119,6 +148,20 @@ pub(crate) fn matmul(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernels_named_are_the_build_s() {
+        let version = if cfg!(feature = "avx512") {
+            "gemm 0.19, "
+        } else {
+            "gemm 0.17, "
+        };
+        assert!(kernels().starts_with(version), "{}", kernels());
+        #[cfg(target_arch = "x86_64")]
+        if !cfg!(feature = "avx512") && std::arch::is_x86_feature_detected!("fma") {
+            assert_eq!(kernels(), "gemm 0.17, AVX2 + FMA");
+        }
+    }
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
         let mut c = vec![0.0; m * n];

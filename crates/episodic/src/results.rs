@@ -55,6 +55,10 @@ pub struct RunResults {
     pub episodic_version: String,
     /// Git revision of the build, if known.
     pub git_revision: Option<String>,
+    /// The matrix-product kernels the run ran on (its results' last bits depend on them),
+    /// if the file says.
+    #[serde(default)]
+    pub matrix_kernels: Option<String>,
     /// The resolved configuration (every default filled in).
     pub config: ExperimentConfig,
     /// The benchmark's concrete draws, per task in training order.
