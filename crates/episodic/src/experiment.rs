@@ -409,7 +409,7 @@ fn run_in_pool(
     Ok(RunResults {
         episodic_version: env!("CARGO_PKG_VERSION").to_string(),
         git_revision: None,
-        matrix_kernels: Some(crate::linalg::kernels().to_string()),
+        matrix_kernels: Some(crate::linalg::kernels()),
         config: config.clone(),
         tasks: bench.tasks().iter().map(|t| t.descriptor.clone()).collect(),
         metrics: paper,

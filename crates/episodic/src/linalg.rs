@@ -7,28 +7,31 @@ use gemm as kernels;
 use gemm_avx512 as kernels;
 use kernels::Parallelism;
 
+/// The `gemm` release this build multiplies matrices with.
+const GEMM_RELEASE: &str = if cfg!(feature = "avx512") {
+    "gemm 0.19"
+} else {
+    "gemm 0.17"
+};
+
 /// The matrix-product kernels this build runs on this CPU, as results files record them:
 /// the bits of a run's results depend on them (never on the thread count).
-pub(crate) fn kernels() -> &'static str {
+pub(crate) fn kernels() -> String {
+    format!("{GEMM_RELEASE}, {}", instruction_set())
+}
+
+/// The widest instructions `gemm`'s dispatch picks on this CPU.
+fn instruction_set() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        #[cfg(feature = "avx512")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "gemm 0.19, AVX-512";
+        if cfg!(feature = "avx512") && std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
         }
         if std::arch::is_x86_feature_detected!("fma") {
-            return if cfg!(feature = "avx512") {
-                "gemm 0.19, AVX2 + FMA"
-            } else {
-                "gemm 0.17, AVX2 + FMA"
-            };
+            return "AVX2 + FMA";
         }
     }
-    if cfg!(feature = "avx512") {
-        "gemm 0.19, portable"
-    } else {
-        "gemm 0.17, portable"
-    }
+    "portable"
 }
 
 /// A read-only strided matrix view.
