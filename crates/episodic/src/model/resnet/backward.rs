@@ -1,6 +1,6 @@
 //! The ResNet's backward pass: from the logits' gradient to every parameter's.
 
-use super::conv::grown;
+use super::conv::{grown, InputGradient};
 use super::forward::add_onto;
 use super::ResNet;
 use crate::error::{Error, Result};
@@ -63,6 +63,7 @@ impl ResNet {
                 params,
                 &bt.second,
                 &t.grad_out[..out_len],
+                false,
                 m2,
                 grad,
                 dz,
@@ -70,30 +71,34 @@ impl ResNet {
             );
             let hidden_len = block.first.conv.cout * n * block.first.conv.out_area();
             let dh = grown(&mut t.grad_hidden, hidden_len);
-            dh.fill(0.0);
             block.second.conv.backward(
                 params,
                 &bt.hidden,
                 dz,
                 n,
                 grad,
-                Some(dh),
+                Some(InputGradient::Overwrite(dh)),
                 &mut t.conv,
                 threads,
             );
-            relu_backward(dh, &bt.hidden);
+            // Through the first ReLU (in its BatchNorm's backward pass) and BatchNorm.
             let m1 = n * block.first.conv.out_area();
             let dz = grown(&mut t.grad_z, hidden_len);
             block
                 .first
                 .bn
-                .backward(params, &bt.first, dh, m1, grad, dz, threads);
+                .backward(params, &bt.first, dh, true, m1, grad, dz, threads);
             let din = grown(&mut t.grad_in, in_len);
-            din.fill(0.0);
-            block
-                .first
-                .conv
-                .backward(params, x, dz, n, grad, Some(din), &mut t.conv, threads);
+            block.first.conv.backward(
+                params,
+                x,
+                dz,
+                n,
+                grad,
+                Some(InputGradient::Overwrite(&mut *din)),
+                &mut t.conv,
+                threads,
+            );
             match &block.shortcut {
                 Some(unit) => {
                     let dz = grown(&mut t.grad_z, out_len);
@@ -101,13 +106,22 @@ impl ResNet {
                         params,
                         &bt.shortcut,
                         &t.grad_out[..out_len],
+                        false,
                         m2,
                         grad,
                         dz,
                         threads,
                     );
-                    unit.conv
-                        .backward(params, x, dz, n, grad, Some(din), &mut t.conv, threads);
+                    unit.conv.backward(
+                        params,
+                        x,
+                        dz,
+                        n,
+                        grad,
+                        Some(InputGradient::Add(din)),
+                        &mut t.conv,
+                        threads,
+                    );
                 }
                 None => {
                     add_onto(din, &t.grad_out[..out_len]);
@@ -117,12 +131,18 @@ impl ResNet {
         }
         // The stem: through its ReLU and BatchNorm to its convolution's weight.
         let len = self.stem.conv.cout * n * self.stem.conv.out_area();
-        relu_backward(&mut t.grad_out[..len], &t.stem_out);
         let dz = grown(&mut t.grad_z, len);
         let m = n * self.stem.conv.out_area();
-        self.stem
-            .bn
-            .backward(params, &t.stem, &t.grad_out[..len], m, grad, dz, threads);
+        self.stem.bn.backward(
+            params,
+            &t.stem,
+            &t.grad_out[..len],
+            true,
+            m,
+            grad,
+            dz,
+            threads,
+        );
         self.stem
             .conv
             .backward(params, &t.input, dz, n, grad, None, &mut t.conv, threads);

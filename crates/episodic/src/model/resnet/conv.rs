@@ -46,6 +46,26 @@ pub(super) struct ConvWork {
     pub dweight: Vec<f32>,
 }
 
+/// Where a convolution's backward pass puts its input's gradient.
+#[derive(Debug)]
+pub(super) enum InputGradient<'a> {
+    /// Written over what is there, image by image as it is formed (no pass of its own to
+    /// clear it first).
+    Overwrite(&'a mut [f32]),
+    /// Added onto what is there.
+    Add(&'a mut [f32]),
+}
+
+impl<'a> InputGradient<'a> {
+    /// The buffer, and whether its images are to be cleared before the gradient is added.
+    pub(super) fn into_parts(self) -> (&'a mut [f32], bool) {
+        match self {
+            InputGradient::Overwrite(dx) => (dx, true),
+            InputGradient::Add(dx) => (dx, false),
+        }
+    }
+}
+
 impl Conv {
     /// The convolution on `hin x win` inputs with its weight at `weight`.
     #[allow(clippy::too_many_arguments)]
@@ -166,14 +186,28 @@ impl Conv {
     }
 
     /// Adds the columns' gradient `cols` of images `n0..n1` onto the input gradient `dx`
-    /// (`[n][hin][win][cin]`): the transpose of [`Self::im2col`], image by image on up to
-    /// `threads` threads.
-    fn col2im(&self, cols: &[f32], n0: usize, n1: usize, dx: &mut [f32], threads: usize) {
+    /// (`[n][hin][win][cin]`), each image cleared first when `clear`: the transpose of
+    /// [`Self::im2col`], image by image on up to `threads` threads.
+    #[allow(clippy::too_many_arguments)]
+    fn col2im(
+        &self,
+        cols: &[f32],
+        n0: usize,
+        n1: usize,
+        dx: &mut [f32],
+        clear: bool,
+        threads: usize,
+    ) {
         let per_image = self.out_area() * self.rows();
         let image_len = self.in_area() * self.cin;
         let dx = &mut dx[n0 * image_len..n1 * image_len];
         let cols = &cols[..(n1 - n0) * per_image];
-        let one = |(image, src): (&mut [f32], &[f32])| self.col2im_image(src, image);
+        let one = |(image, src): (&mut [f32], &[f32])| {
+            if clear {
+                image.fill(0.0);
+            }
+            self.col2im_image(src, image)
+        };
         if threads > 1 && n1 - n0 > 1 {
             dx.par_chunks_mut(image_len)
                 .zip(cols.par_chunks(per_image))
@@ -268,8 +302,8 @@ impl Conv {
     }
 
     /// The gradients of [`Self::forward`] given `dout`: the weight's into `grad` at the
-    /// weight's offset (overwritten, in torch's order), the input's added onto `dx` when it
-    /// is wanted.
+    /// weight's offset (overwritten, in torch's order), the input's into `dx` when it is
+    /// wanted.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -278,10 +312,11 @@ impl Conv {
         dout: &[f32],
         n: usize,
         grad: &mut [f32],
-        mut dx: Option<&mut [f32]>,
+        dx: Option<InputGradient<'_>>,
         work: &mut ConvWork,
         threads: usize,
     ) {
+        let mut dx = dx.map(InputGradient::into_parts);
         if self.winograd {
             return self.winograd_backward(params, x, dout, n, grad, dx, work, threads);
         }
@@ -309,7 +344,7 @@ impl Conv {
                 n0 > 0,
                 threads,
             );
-            if let Some(dx) = dx.as_deref_mut() {
+            if let Some((dx, clear)) = dx.as_mut() {
                 let dcols = grown(&mut work.dcols, pixels * rows);
                 matmul(
                     MatMut::row_major(dcols, pixels, rows),
@@ -318,7 +353,7 @@ impl Conv {
                     false,
                     threads,
                 );
-                self.col2im(dcols, n0, n1, dx, threads);
+                self.col2im(dcols, n0, n1, dx, *clear, threads);
             }
             n0 = n1;
         }

@@ -3,7 +3,7 @@
 
 use multiversion::multiversion;
 
-use super::batchnorm::{BnMode, BnTape};
+use super::batchnorm::{BnMode, BnTape, Then};
 use super::config::{CHANNELS, SIDE};
 use super::conv::{grown, ConvWork};
 use super::{BlockTape, ConvBn, ResNet};
@@ -32,7 +32,8 @@ impl ResNet {
         grown(&mut t.batch_stats, self.running.len());
         t.blocks.resize(self.blocks.len(), BlockTape::default());
         let vars_at = self.running.len() / 2;
-        // One convolution and its BatchNorm: `x` -> `out`.
+        // One convolution and its BatchNorm, then `then`: `x` -> `out`. In training the
+        // convolution's output goes to the layer's tape, at test to the scratch `z`.
         #[allow(clippy::too_many_arguments)]
         fn conv_bn(
             unit: &ConvBn,
@@ -42,6 +43,7 @@ impl ResNet {
             z: &mut Vec<f32>,
             work: &mut ConvWork,
             out: &mut Vec<f32>,
+            then: Then<'_>,
             tape: &mut BnTape,
             batch_stats: &mut [f32],
             running: &[f32],
@@ -51,19 +53,19 @@ impl ResNet {
         ) {
             let m = n * unit.conv.out_area();
             let len = unit.conv.cout * m;
-            let z = grown(z, len);
+            let z = grown(if train { &mut tape.z } else { z }, len);
             unit.conv.forward(params, x, n, z, work, threads);
             let out = grown(out, len);
             let mode = if train {
                 let at = 2 * unit.bn.stat;
                 BnMode::Train {
-                    tape,
+                    stats: &mut tape.stats,
                     batch_stats: &mut batch_stats[at..at + 2 * unit.bn.channels],
                 }
             } else {
                 BnMode::Test { running, vars_at }
             };
-            unit.bn.forward(params, z, m, out, mode, threads);
+            unit.bn.forward(params, z, m, out, mode, then, threads);
         }
         conv_bn(
             &self.stem,
@@ -73,6 +75,7 @@ impl ResNet {
             &mut t.z,
             &mut t.conv,
             &mut t.stem_out,
+            Then::Relu,
             &mut t.stem,
             &mut t.batch_stats,
             &self.running,
@@ -80,7 +83,6 @@ impl ResNet {
             train,
             threads,
         );
-        relu(&mut t.stem_out);
         for (b, block) in self.blocks.iter().enumerate() {
             let (done, rest) = t.blocks.split_at_mut(b);
             let bt = &mut rest[0];
@@ -97,6 +99,7 @@ impl ResNet {
                 &mut t.z,
                 &mut t.conv,
                 &mut bt.hidden,
+                Then::Relu,
                 &mut bt.first,
                 &mut t.batch_stats,
                 &self.running,
@@ -104,7 +107,31 @@ impl ResNet {
                 train,
                 threads,
             );
-            relu(&mut bt.hidden);
+            let len = block.second.conv.cout * n * block.second.conv.out_area();
+            // The shortcut first, so that the second BatchNorm's pass adds it and applies
+            // the block's ReLU.
+            let residual: &[f32] = match &block.shortcut {
+                Some(unit) => {
+                    conv_bn(
+                        unit,
+                        params,
+                        x,
+                        n,
+                        &mut t.z,
+                        &mut t.conv,
+                        &mut t.short_out,
+                        Then::Nothing,
+                        &mut bt.shortcut,
+                        &mut t.batch_stats,
+                        &self.running,
+                        vars_at,
+                        train,
+                        threads,
+                    );
+                    &t.short_out[..len]
+                }
+                None => &x[..len],
+            };
             conv_bn(
                 &block.second,
                 params,
@@ -113,6 +140,7 @@ impl ResNet {
                 &mut t.z,
                 &mut t.conv,
                 &mut bt.out,
+                Then::AddRelu(residual),
                 &mut bt.second,
                 &mut t.batch_stats,
                 &self.running,
@@ -120,31 +148,6 @@ impl ResNet {
                 train,
                 threads,
             );
-            let len = block.second.conv.cout * n * block.second.conv.out_area();
-            match &block.shortcut {
-                Some(unit) => {
-                    conv_bn(
-                        unit,
-                        params,
-                        x,
-                        n,
-                        &mut t.z_short,
-                        &mut t.conv,
-                        &mut t.short_out,
-                        &mut bt.shortcut,
-                        &mut t.batch_stats,
-                        &self.running,
-                        vars_at,
-                        train,
-                        threads,
-                    );
-                    add_onto(&mut bt.out[..len], &t.short_out[..len]);
-                }
-                None => {
-                    add_onto(&mut bt.out[..len], &x[..len]);
-                }
-            }
-            relu(&mut bt.out[..len]);
         }
         // 4x4 average pooling: one feature per image and channel.
         let last: &[f32] = match t.blocks.last() {
@@ -201,12 +204,6 @@ impl ResNet {
             );
         }
     }
-}
-
-/// `max(x, 0)` in place.
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn relu(xs: &mut [f32]) {
-    xs.iter_mut().for_each(|v| *v = v.max(0.0));
 }
 
 /// `dst += src`, element by element.

@@ -87,9 +87,9 @@ struct Tape {
     dlogits: Vec<f32>,
     /// The pooled features' gradient.
     grad_features: Vec<f32>,
-    /// A convolution's output before its BatchNorm; the shortcut's in a block.
+    /// A convolution's output before its BatchNorm at test (training passes keep each
+    /// layer's in its tape).
     z: Vec<f32>,
-    z_short: Vec<f32>,
     /// A block's shortcut output.
     short_out: Vec<f32>,
     /// The batch statistics of the last training pass (per layer: means, then variances).

@@ -1,8 +1,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::batchnorm::{BatchNorm, BnMode, BnTape};
-use super::conv::{Conv, ConvWork};
+use super::batchnorm::{BatchNorm, BnMode, BnStats, BnTape, Then};
+use super::conv::{Conv, ConvWork, InputGradient};
 use super::*;
 
 fn rng(seed: u64) -> ChaCha8Rng {
@@ -103,17 +103,33 @@ fn convolutions_match_a_direct_one_and_their_gradients_the_finite_differences() 
         // central differences of the f64 direct convolution.
         let r = uniform(m, 3);
         let mut dw = vec![0.0; w.len()];
-        let mut dx = vec![0.0; x.len()];
+        // Overwritten: what the buffer held does not count...
+        let mut dx = vec![7.0; x.len()];
         conv.backward(
             &w,
             &x,
             &r,
             n,
             &mut dw,
-            Some(&mut dx),
+            Some(InputGradient::Overwrite(&mut dx)),
             &mut ConvWork::default(),
             1,
         );
+        // ...added: it does.
+        let mut added = vec![1.0; x.len()];
+        conv.backward(
+            &w,
+            &x,
+            &r,
+            n,
+            &mut dw,
+            Some(InputGradient::Add(&mut added)),
+            &mut ConvWork::default(),
+            1,
+        );
+        for (a, d) in added.iter().zip(&dx) {
+            assert!((a - 1.0 - d).abs() < 1e-6, "added {a} against {d}");
+        }
         let loss = |w: &[f32], x: &[f32]| -> f64 {
             naive_conv(&conv, w, x, n)
                 .iter()
@@ -147,76 +163,119 @@ fn convolutions_match_a_direct_one_and_their_gradients_the_finite_differences() 
     }
 }
 
+/// A training forward of `bn` over the `m` pixels `z`, then `then`: the output and the
+/// tape.
+fn bn_train(
+    bn: &BatchNorm,
+    params: &[f32],
+    z: &[f32],
+    m: usize,
+    then: Then<'_>,
+) -> (Vec<f32>, BnTape) {
+    let c = bn.channels;
+    let mut out = vec![0.0; c * m];
+    let mut tape = BnTape {
+        z: z.to_vec(),
+        ..BnTape::default()
+    };
+    let mut stats = vec![0.0; 2 * c];
+    let mode = BnMode::Train {
+        stats: &mut tape.stats,
+        batch_stats: &mut stats,
+    };
+    bn.forward(params, z, m, &mut out, mode, then, 1);
+    (out, tape)
+}
+
 #[test]
 fn batchnorm_gradients_match_finite_differences_in_training() {
-    let (c, m) = (3, 10);
+    // Alone, and with the ReLU its backward pass goes through.
+    for relu in [false, true] {
+        let (c, m) = (3, 10);
+        let bn = BatchNorm {
+            channels: c,
+            scale: 0,
+            stat: 0,
+        };
+        let then = if relu { Then::Relu } else { Then::Nothing };
+        let mut params = uniform(2 * c, 4);
+        params[..c].iter_mut().for_each(|g| *g += 1.5);
+        let z = uniform(c * m, 5);
+        let r = uniform(c * m, 6);
+        let loss = |params: &[f32], z: &[f32]| -> f64 {
+            let (out, _) = bn_train(&bn, params, z, m, then);
+            out.iter().zip(&r).map(|(&o, &r)| f64::from(o * r)).sum()
+        };
+        let (out, tape) = bn_train(&bn, &params, &z, m, then);
+        // Each channel comes out with mean 0 and variance 1 before the affine map.
+        let BnStats { mean, inv_std } = &tape.stats;
+        for ch in 0..c {
+            let xs: Vec<f32> = z
+                .iter()
+                .skip(ch)
+                .step_by(c)
+                .map(|v| (v - mean[ch]) * inv_std[ch])
+                .collect();
+            let mean: f32 = xs.iter().sum::<f32>() / m as f32;
+            let var: f32 = xs.iter().map(|x| x * x).sum::<f32>() / m as f32;
+            assert!(
+                mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3,
+                "{mean} {var}"
+            );
+        }
+        if relu {
+            let zeros = out.iter().filter(|&&o| o == 0.0).count();
+            assert!(zeros > 0 && zeros < out.len(), "{zeros} ReLU zeros");
+        }
+        let (mut grad, mut dz) = (vec![0.0; 2 * c], vec![0.0; c * m]);
+        bn.backward(&params, &tape, &r, relu, m, &mut grad, &mut dz, 1);
+        let h = 1e-3f32;
+        for i in 0..2 * c {
+            let (mut pp, mut pm) = (params.clone(), params.clone());
+            pp[i] += h;
+            pm[i] -= h;
+            let fd = (loss(&pp, &z) - loss(&pm, &z)) / (2.0 * f64::from(h));
+            assert!(
+                (fd - f64::from(grad[i])).abs() < 2e-3,
+                "relu {relu}, param {i}: {fd} vs {}",
+                grad[i]
+            );
+        }
+        for i in 0..c * m {
+            let (mut zp, mut zm) = (z.clone(), z.clone());
+            zp[i] += h;
+            zm[i] -= h;
+            let fd = (loss(&params, &zp) - loss(&params, &zm)) / (2.0 * f64::from(h));
+            assert!(
+                (fd - f64::from(dz[i])).abs() < 2e-3,
+                "relu {relu}, z {i}: {fd} vs {}",
+                dz[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn batchnorm_s_fused_relu_and_residual_add_give_the_bits_of_separate_passes() {
+    let (c, m) = (5, 4000);
     let bn = BatchNorm {
         channels: c,
         scale: 0,
         stat: 0,
     };
-    let mut params = uniform(2 * c, 4);
-    params[..c].iter_mut().for_each(|g| *g += 1.5);
-    let z = uniform(c * m, 5);
-    let r = uniform(c * m, 6);
-    let loss = |params: &[f32], z: &[f32]| -> f64 {
-        let mut out = vec![0.0; c * m];
-        let (mut tape, mut stats) = (BnTape::default(), vec![0.0; 2 * c]);
-        let mode = BnMode::Train {
-            tape: &mut tape,
-            batch_stats: &mut stats,
-        };
-        bn.forward(params, z, m, &mut out, mode, 1);
-        out.iter().zip(&r).map(|(&o, &r)| f64::from(o * r)).sum()
-    };
-    let mut out = vec![0.0; c * m];
-    let (mut tape, mut stats) = (BnTape::default(), vec![0.0; 2 * c]);
-    bn.forward(
-        &params,
-        &z,
-        m,
-        &mut out,
-        BnMode::Train {
-            tape: &mut tape,
-            batch_stats: &mut stats,
-        },
-        1,
-    );
-    // Each channel comes out with mean 0 and variance 1 before the affine map.
-    for ch in 0..c {
-        let xs: Vec<f32> = tape.xhat.iter().skip(ch).step_by(c).copied().collect();
-        let mean: f32 = xs.iter().sum::<f32>() / m as f32;
-        let var: f32 = xs.iter().map(|x| x * x).sum::<f32>() / m as f32;
-        assert!(
-            mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3,
-            "{mean} {var}"
-        );
-    }
-    let (mut grad, mut dz) = (vec![0.0; 2 * c], vec![0.0; c * m]);
-    bn.backward(&params, &tape, &r, m, &mut grad, &mut dz, 1);
-    let h = 1e-2f32;
-    for i in 0..2 * c {
-        let (mut pp, mut pm) = (params.clone(), params.clone());
-        pp[i] += h;
-        pm[i] -= h;
-        let fd = (loss(&pp, &z) - loss(&pm, &z)) / (2.0 * f64::from(h));
-        assert!(
-            (fd - f64::from(grad[i])).abs() < 2e-3,
-            "param {i}: {fd} vs {}",
-            grad[i]
-        );
-    }
+    let mut params = uniform(2 * c, 10);
+    params[..c].iter_mut().for_each(|g| *g += 1.0);
+    let z = uniform(c * m, 11);
+    let residual = uniform(c * m, 12);
+    let (plain, _) = bn_train(&bn, &params, &z, m, Then::Nothing);
+    let (relu, _) = bn_train(&bn, &params, &z, m, Then::Relu);
+    let (added, _) = bn_train(&bn, &params, &z, m, Then::AddRelu(&residual));
     for i in 0..c * m {
-        let (mut zp, mut zm) = (z.clone(), z.clone());
-        zp[i] += h;
-        zm[i] -= h;
-        let fd = (loss(&params, &zp) - loss(&params, &zm)) / (2.0 * f64::from(h));
-        assert!(
-            (fd - f64::from(dz[i])).abs() < 2e-3,
-            "z {i}: {fd} vs {}",
-            dz[i]
-        );
+        assert_eq!(relu[i].to_bits(), plain[i].max(0.0).to_bits(), "relu {i}");
+        let separate = (plain[i] + residual[i]).max(0.0);
+        assert_eq!(added[i].to_bits(), separate.to_bits(), "add {i}");
     }
+    assert!(relu.contains(&0.0) && relu.iter().any(|&v| v > 0.0));
 }
 
 #[test]
@@ -237,15 +296,19 @@ fn batchnorm_over_several_chunks_gives_the_same_on_one_and_two_threads() {
             .build()
             .expect("a thread pool");
         pool.install(|| {
-            let (mut tape, mut stats) = (BnTape::default(), vec![0.0; 2 * c]);
+            let mut tape = BnTape {
+                z: z.clone(),
+                ..BnTape::default()
+            };
+            let mut stats = vec![0.0; 2 * c];
             let mut out = vec![0.0; c * m];
             let mode = BnMode::Train {
-                tape: &mut tape,
+                stats: &mut tape.stats,
                 batch_stats: &mut stats,
             };
-            bn.forward(&params, &z, m, &mut out, mode, threads);
+            bn.forward(&params, &z, m, &mut out, mode, Then::Relu, threads);
             let (mut grad, mut dz) = (vec![0.0; 2 * c], vec![0.0; c * m]);
-            bn.backward(&params, &tape, &dy, m, &mut grad, &mut dz, threads);
+            bn.backward(&params, &tape, &dy, true, m, &mut grad, &mut dz, threads);
             (stats, out, grad, dz)
         })
     };
@@ -283,10 +346,10 @@ fn batchnorm_normalises_with_batch_statistics_in_training_and_running_ones_at_te
     let (mut tape, mut stats) = (BnTape::default(), vec![0.0; 2 * c]);
     let mut out = vec![0.0; c * m];
     let mode = BnMode::Train {
-        tape: &mut tape,
+        stats: &mut tape.stats,
         batch_stats: &mut stats,
     };
-    bn.forward(&params, &z, m, &mut out, mode, 1);
+    bn.forward(&params, &z, m, &mut out, mode, Then::Nothing, 1);
     // Channel 0 holds 0..8: mean 3.5, unbiased variance 6.
     assert_eq!(&stats, &[3.5, 11.5, 6.0, 6.0]);
     let mut running = vec![0.0, 0.0, 1.0, 1.0];
@@ -305,6 +368,7 @@ fn batchnorm_normalises_with_batch_statistics_in_training_and_running_ones_at_te
             running: &running,
             vars_at: 2,
         },
+        Then::Nothing,
         1,
     );
     let expected = (3.0 - 0.35) / (1.5f32 + 1e-5).sqrt();

@@ -109,7 +109,7 @@ impl Conv {
 
     /// The gradients of [`Self::winograd_forward`] given `dout`: the weight's into `grad`
     /// at the weight's offset (overwritten, in torch's order), the input's added onto `dx`
-    /// when it is wanted.
+    /// when it is wanted, each image cleared first when `dx` says so.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn winograd_backward(
         &self,
@@ -118,7 +118,7 @@ impl Conv {
         dout: &[f32],
         n: usize,
         grad: &mut [f32],
-        mut dx: Option<&mut [f32]>,
+        mut dx: Option<(&mut [f32], bool)>,
         work: &mut ConvWork,
         threads: usize,
     ) {
@@ -144,7 +144,7 @@ impl Conv {
                     1,
                 );
             });
-            if let Some(dx) = dx.as_deref_mut() {
+            if let Some((dx, clear)) = dx.as_mut() {
                 // The transformed inputs are spent: their buffer takes their gradient.
                 let u = &work.weight;
                 each_position(v, tiles * cin, threads, |xi, dv| {
@@ -156,7 +156,7 @@ impl Conv {
                         1,
                     );
                 });
-                self.input_gradient_tiles(v, n0, n1, dx, threads);
+                self.input_gradient_tiles(v, n0, n1, dx, *clear, threads);
             }
         }
         self.weight_gradient(&work.dweight, &mut grad[self.weight..][..self.weight_len()]);
@@ -294,13 +294,15 @@ impl Conv {
     }
 
     /// Adds `dd = B dV B^T` of every tile of `dv` (`[16][tiles][cin]`) onto the input
-    /// pixels of images `n0..n1` of `dx` under it.
+    /// pixels of images `n0..n1` of `dx` under it, each image cleared first when `clear`.
+    #[allow(clippy::too_many_arguments)]
     fn input_gradient_tiles(
         &self,
         dv: &[f32],
         n0: usize,
         n1: usize,
         dx: &mut [f32],
+        clear: bool,
         threads: usize,
     ) {
         let image_len = self.in_area() * self.cin;
@@ -308,6 +310,9 @@ impl Conv {
         let (c, tiles) = (self.cin, self.tiles());
         let plane_len = (n1 - n0) * tiles * c;
         let one = |(j, image): (usize, &mut [f32])| {
+            if clear {
+                image.fill(0.0);
+            }
             input_gradient_tiles_image(self, dv, plane_len, j, image)
         };
         if threads > 1 && n1 - n0 > 1 {

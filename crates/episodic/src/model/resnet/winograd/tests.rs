@@ -4,7 +4,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::super::conv::{Conv, ConvWork};
+use super::super::conv::{Conv, ConvWork, InputGradient};
 
 fn uniform(n: usize, seed: u64) -> Vec<f32> {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
@@ -27,7 +27,16 @@ fn run(conv: &Conv, n: usize, threads: usize) -> [Vec<f32>; 3] {
         let mut dw = vec![0.0; w.len()];
         // Added onto: start from something that is not zero.
         let mut dx = vec![0.5; x.len()];
-        conv.backward(&w, &x, &dout, n, &mut dw, Some(&mut dx), &mut work, threads);
+        conv.backward(
+            &w,
+            &x,
+            &dout,
+            n,
+            &mut dw,
+            Some(InputGradient::Add(&mut dx)),
+            &mut work,
+            threads,
+        );
         [out, dw, dx]
     })
 }
