@@ -37,12 +37,13 @@ pub(super) struct Conv {
 }
 
 /// Work buffers of a convolution: the columns, their gradient, and the weight and its
-/// gradient in patch order.
+/// gradient in patch order (or Winograd's transformed weight, its transpose and gradient).
 #[derive(Debug, Clone, Default)]
 pub(super) struct ConvWork {
     pub cols: Vec<f32>,
     pub dcols: Vec<f32>,
     pub weight: Vec<f32>,
+    pub weight_t: Vec<f32>,
     pub dweight: Vec<f32>,
 }
 

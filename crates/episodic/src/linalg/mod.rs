@@ -7,6 +7,10 @@ use gemm as kernels;
 use gemm_avx512 as kernels;
 use kernels::Parallelism;
 
+mod narrow;
+
+pub(crate) use narrow::{narrow_kernel, narrow_matmul};
+
 /// The `gemm` release this build multiplies matrices with.
 const GEMM_RELEASE: &str = if cfg!(feature = "avx512") {
     "gemm 0.19"
@@ -17,7 +21,12 @@ const GEMM_RELEASE: &str = if cfg!(feature = "avx512") {
 /// The matrix-product kernels this build runs on this CPU, as results files record them:
 /// the bits of a run's results depend on them (never on the thread count).
 pub(crate) fn kernels() -> String {
-    format!("{GEMM_RELEASE}, {}", instruction_set())
+    let narrow = if narrow_kernel() {
+        " and episodic's narrow products"
+    } else {
+        ""
+    };
+    format!("{GEMM_RELEASE}{narrow}, {}", instruction_set())
 }
 
 /// The widest instructions `gemm`'s dispatch picks on this CPU.
@@ -155,7 +164,7 @@ mod tests {
     #[test]
     fn the_kernels_named_are_the_build_s() {
         let version = if cfg!(feature = "avx512") {
-            "gemm 0.19, "
+            "gemm 0.19"
         } else {
             "gemm 0.17, "
         };
@@ -164,6 +173,7 @@ mod tests {
         if !cfg!(feature = "avx512") && std::arch::is_x86_feature_detected!("fma") {
             assert_eq!(kernels(), "gemm 0.17, AVX2 + FMA");
         }
+        assert_eq!(narrow_kernel(), kernels().contains("narrow"));
     }
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
