@@ -1,4 +1,4 @@
-//! The transforms of one image's tiles, compiled for AVX2 + FMA too and chosen at run time:
+//! The transforms of one image's tiles, compiled for AVX-512 and AVX2 + FMA too and chosen at run time (same bits: only adds):
 //! the data `B^T d B`, the output `A^T M A`, and their transposes for the gradients. Each
 //! runs its first stage on whole rows of pixels where tiles share them.
 
@@ -14,7 +14,7 @@ use super::{Conv, Planes, POSITIONS};
 /// One image's share of [`Conv::input_tiles`]. The first stage (`B^T d`, down the
 /// columns) runs on whole rows of the image, once per row of tiles: tiles side by side
 /// share half their columns.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub(super) fn input_tiles_image<'a>(
     conv: &Conv,
     image: &[f32],
@@ -67,7 +67,7 @@ pub(super) fn input_tiles_image<'a>(
 
 /// One image's share of [`Conv::output_tiles`]: image `j` of the chunk's planes `m`
 /// (`plane_len` floats each) into `image`.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub(super) fn output_tiles_image(
     conv: &Conv,
     m: &[f32],
@@ -105,7 +105,7 @@ pub(super) fn output_tiles_image(
 
 /// One image's share of [`Conv::output_gradient_tiles`]: the output gradient `image`
 /// into its rows of the planes.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub(super) fn output_gradient_tiles_image<'a>(
     conv: &Conv,
     image: &[f32],
@@ -159,7 +159,7 @@ pub(super) fn output_gradient_tiles_image<'a>(
 
 /// One image's share of [`Conv::input_gradient_tiles`]: image `j` of the chunk's planes
 /// `dv` (`plane_len` floats each) added onto its input gradient `image`.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub(super) fn input_gradient_tiles_image(
     conv: &Conv,
     dv: &[f32],
