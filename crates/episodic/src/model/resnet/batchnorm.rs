@@ -90,11 +90,17 @@ impl BatchNorm {
         let rows = CHUNK_PIXELS * c;
         let (mean, gain): (Vec<f32>, Vec<f32>) = match mode {
             BnMode::Train { stats, batch_stats } => {
-                let sums = chunk_sums(z.len(), rows, c, threads, |r, acc| add_sums(&z[r], acc));
-                let mean: Vec<f64> = sums.iter().map(|s| s / m as f64).collect();
-                let var = chunk_sums(z.len(), rows, c, threads, |r, acc| {
-                    add_centred_squares(&z[r], &mean, acc)
+                // One pass: each channel's sum and sum of squares, in float64, where the
+                // centred sum of squares `sum z^2 - (sum z)^2 / m` keeps float32's precision
+                // unless the mean exceeds the standard deviation some ten-thousandfold.
+                let sums = chunk_sums(z.len(), rows, 2 * c, threads, |r, acc| {
+                    add_sums_and_squares(&z[r], acc)
                 });
+                let (sum, squares) = sums.split_at(c);
+                let mean: Vec<f64> = sum.iter().map(|s| s / m as f64).collect();
+                let var: Vec<f64> = (0..c)
+                    .map(|ch| (squares[ch] - sum[ch] * mean[ch]).max(0.0))
+                    .collect();
                 let inv_std = super::conv::grown(&mut stats.inv_std, c);
                 let shifted = super::conv::grown(&mut stats.mean, c);
                 for ch in 0..c {
@@ -260,23 +266,17 @@ where
     sum
 }
 
-/// Adds each channel's values over the pixels of `z` onto `acc`.
+/// Adds each channel's values over the pixels of `z` onto `acc[..c]` and their squares onto
+/// `acc[c..]`.
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn add_sums(z: &[f32], acc: &mut [f64]) {
-    for row in z.chunks_exact(acc.len()) {
-        acc.iter_mut()
-            .zip(row)
-            .for_each(|(s, &v)| *s += f64::from(v));
-    }
-}
-
-/// Adds each channel's squared deviations from `mean` over the pixels of `z` onto `acc`.
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn add_centred_squares(z: &[f32], mean: &[f64], acc: &mut [f64]) {
-    for row in z.chunks_exact(acc.len()) {
-        for ((s, &v), &mu) in acc.iter_mut().zip(row).zip(mean) {
-            let d = f64::from(v) - mu;
-            *s += d * d;
+fn add_sums_and_squares(z: &[f32], acc: &mut [f64]) {
+    let c = acc.len() / 2;
+    let (sum, squares) = acc.split_at_mut(c);
+    for row in z.chunks_exact(c) {
+        for ch in 0..c {
+            let v = f64::from(row[ch]);
+            sum[ch] += v;
+            squares[ch] += v * v;
         }
     }
 }
