@@ -1,6 +1,7 @@
 //! The GEM reference's reduced ResNet-18 (its `model/common.py`) with flat parameters, its
-//! convolutions' products on the `gemm` SGEMM kernel: the 3x3 stride-1 ones as Winograd's
-//! F(2x2, 3x3) (`winograd/`), the rest as im2col (`conv.rs`).
+//! convolutions' products on the `gemm` SGEMM kernel (the narrow Winograd products on our own
+//! AVX-512 kernel in the `avx512` build, `linalg/narrow.rs`): the 3x3 stride-1 ones as
+//! Winograd's F(2x2, 3x3) (`winograd/`), the rest as im2col (`conv.rs`).
 //!
 //! Parameters lie in torch's order (`net.parameters()`): the stem convolution, its
 //! BatchNorm's scale and shift, then block by block `conv1`, `bn1`, `conv2`, `bn2` and, where

@@ -1,6 +1,7 @@
-//! The transforms of one image's tiles, compiled for AVX-512 and AVX2 + FMA too and chosen at run time (same bits: only adds):
-//! the data `B^T d B`, the output `A^T M A`, and their transposes for the gradients. Each
-//! runs its first stage on whole rows of pixels where tiles share them.
+//! The transforms of one image's tiles, compiled for AVX-512 and AVX2 + FMA too and chosen at
+//! run time (same bits: they only add): the data `B^T d B`, the output `A^T M A`, and their
+//! transposes for the gradients. Each runs its first stage on whole rows of pixels where
+//! tiles share them.
 
 use multiversion::multiversion;
 use rayon::prelude::*;
