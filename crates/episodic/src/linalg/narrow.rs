@@ -51,16 +51,10 @@ pub(crate) fn narrow_matmul(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, a
     super::matmul(dst, lhs, rhs, accumulate, 1);
 }
 
-/// Where this module's code runs: the AVX-512 kernel, and the tests' portable loop.
-macro_rules! kernel_or_test {
-    ($($item:item)*) => {
-        $(#[cfg(any(test, all(target_arch = "x86_64", feature = "avx512")))] $item)*
-    };
-}
-
-kernel_or_test! {
 /// A product's shapes and raw operands: `c (m x n, row-major) (+)= a (m x k) * b (k x n)`,
-/// `a[i][p]` at `a + i * a_row + p * a_col`, `b[p][j]` at `b + p * b_row + j`.
+/// `a[i][p]` at `a + i * a_row + p * a_col`, `b[p][j]` at `b + p * b_row + j`. (What the
+/// AVX-512 kernel and the tests' portable loop run on.)
+#[cfg(any(test, all(target_arch = "x86_64", feature = "avx512")))]
 struct Product {
     m: usize,
     n: usize,
@@ -74,6 +68,7 @@ struct Product {
     accumulate: bool,
 }
 
+#[cfg(any(test, all(target_arch = "x86_64", feature = "avx512")))]
 impl Product {
     /// The raw form of checked views.
     fn new(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool) -> Self {
@@ -90,7 +85,6 @@ impl Product {
             accumulate,
         }
     }
-}
 }
 
 /// The product element by element, in the kernel's order: what the tests hold it to.

@@ -88,7 +88,7 @@ impl BatchNorm {
         let (scale, shift) = params[self.scale..self.scale + 2 * c].split_at(c);
         let (z, out) = (&z[..m * c], &mut out[..m * c]);
         let rows = CHUNK_PIXELS * c;
-        let (mean, gain): (Vec<f32>, Vec<f32>) = match mode {
+        match mode {
             BnMode::Train { stats, batch_stats } => {
                 // One pass: each channel's sum and sum of squares, in float64, where the
                 // centred sum of squares `sum z^2 - (sum z)^2 / m` keeps float32's precision
@@ -119,21 +119,20 @@ impl BatchNorm {
                     let then = then.part(start..start + o.len());
                     normalise(z, shifted, inv_std, scale, shift, then, o);
                 });
-                return;
             }
             BnMode::Test { running, vars_at } => {
-                let gain = (0..c)
+                let mean = &running[self.stat..self.stat + c];
+                let gain: Vec<f32> = (0..c)
                     .map(|ch| {
                         let var = f64::from(running[vars_at + self.stat + ch]);
                         scale[ch] * (1.0 / (var + EPS).sqrt()) as f32
                     })
                     .collect();
-                (running[self.stat..self.stat + c].to_vec(), gain)
+                in_chunks(out, z, rows, threads, |start, o, z| {
+                    affine(z, mean, &gain, shift, then.part(start..start + o.len()), o);
+                });
             }
-        };
-        in_chunks(out, z, rows, threads, |start, o, z| {
-            affine(z, &mean, &gain, shift, then.part(start..start + o.len()), o);
-        });
+        }
     }
 
     /// Moves the running statistics (means then variances, `vars_at` apart) towards a
