@@ -4,8 +4,14 @@
 //! towards the batch mean and the unbiased variance; at test, the running statistics
 //! normalise.
 
-use multiversion::multiversion;
 use rayon::prelude::*;
+
+mod kernels;
+
+use kernels::{
+    add_pair_sums, add_sums_and_squares, affine, input_gradient, normalise, period, tiled,
+    Centring, Normalising,
+};
 
 /// Pixels per chunk of a pass: sums are taken chunk by chunk and the chunks' sums added in
 /// order, so results do not depend on the thread count; chunks run on every thread given.
@@ -93,8 +99,9 @@ impl BatchNorm {
                 // One pass: each channel's sum and sum of squares, in float64, where the
                 // centred sum of squares `sum z^2 - (sum z)^2 / m` keeps float32's precision
                 // unless the mean exceeds the standard deviation some ten-thousandfold.
+                let p = period(c);
                 let sums = chunk_sums(z.len(), rows, 2 * c, threads, |r, acc| {
-                    add_sums_and_squares(&z[r], acc)
+                    add_sums_and_squares(&z[r], p, acc)
                 });
                 let (sum, squares) = sums.split_at(c);
                 let mean: Vec<f64> = sum.iter().map(|s| s / m as f64).collect();
@@ -114,10 +121,14 @@ impl BatchNorm {
                         biased as f32
                     };
                 }
-                let (shifted, inv_std) = (&*shifted, &*inv_std);
+                let n = Normalising {
+                    mean: tiled(shifted, p),
+                    inv_std: tiled(inv_std, p),
+                    scale: tiled(scale, p),
+                    shift: tiled(shift, p),
+                };
                 in_chunks(out, z, rows, threads, |start, o, z| {
-                    let then = then.part(start..start + o.len());
-                    normalise(z, shifted, inv_std, scale, shift, then, o);
+                    normalise(z, &n, then.part(start..start + o.len()), o);
                 });
             }
             BnMode::Test { running, vars_at } => {
@@ -128,8 +139,17 @@ impl BatchNorm {
                         scale[ch] * (1.0 / (var + EPS).sqrt()) as f32
                     })
                     .collect();
+                let p = period(c);
+                let (mean, gain, shift) = (tiled(mean, p), tiled(&gain, p), tiled(shift, p));
                 in_chunks(out, z, rows, threads, |start, o, z| {
-                    affine(z, mean, &gain, shift, then.part(start..start + o.len()), o);
+                    affine(
+                        z,
+                        &mean,
+                        &gain,
+                        &shift,
+                        then.part(start..start + o.len()),
+                        o,
+                    );
                 });
             }
         }
@@ -167,12 +187,17 @@ impl BatchNorm {
         let c = self.channels;
         let (scale, shift) = params[self.scale..self.scale + 2 * c].split_at(c);
         let (dy, z, dz) = (&dy[..m * c], &tape.z[..m * c], &mut dz[..m * c]);
-        let (mean, inv_std) = (&tape.stats.mean[..c], &tape.stats.inv_std[..c]);
-        let gate = relu.then_some((scale, shift));
+        let p = period(c);
+        let (mean, inv_std) = (
+            tiled(&tape.stats.mean[..c], p),
+            tiled(&tape.stats.inv_std[..c], p),
+        );
+        let (scale_t, shift_t) = (tiled(scale, p), tiled(shift, p));
+        let gate = relu.then_some((&scale_t, &shift_t));
         let rows = CHUNK_PIXELS * c;
         // Each channel's sum of dy, then its sum of dy * xhat, side by side.
         let sums = chunk_sums(dy.len(), rows, 2 * c, threads, |r, acc| {
-            add_pair_sums(&dy[r.clone()], &z[r], mean, inv_std, gate, acc)
+            add_pair_sums(&dy[r.clone()], &z[r], &mean, &inv_std, gate, acc)
         });
         let (sum, dot) = sums.split_at(c);
         let mut k = vec![0.0f32; c];
@@ -180,19 +205,20 @@ impl BatchNorm {
         for ch in 0..c {
             grad[self.scale + ch] = dot[ch] as f32;
             grad[self.scale + c + ch] = sum[ch] as f32;
-            k[ch] = scale[ch] * inv_std[ch];
+            k[ch] = scale[ch] * tape.stats.inv_std[ch];
             mean_dy[ch] = (sum[ch] / m as f64) as f32;
             mean_dot[ch] = (dot[ch] / m as f64) as f32;
         }
-        let means = Centring {
+        let centring = Centring {
             mean,
             inv_std,
-            mean_dy: &mean_dy,
-            mean_dot: &mean_dot,
+            mean_dy: tiled(&mean_dy, p),
+            mean_dot: tiled(&mean_dot, p),
+            k: tiled(&k, p),
         };
         in_chunks(dz, z, rows, threads, |start, d, z| {
             let dy = &dy[start..start + d.len()];
-            input_gradient(dy, z, &means, gate, &k, d);
+            input_gradient(dy, z, &centring, gate, d);
         });
     }
 }
@@ -214,15 +240,6 @@ where
             .enumerate()
             .for_each(|(i, (o, z))| one(i * rows, o, z));
     }
-}
-
-/// What the input gradient subtracts, per channel: the batch mean and inverse standard
-/// deviation (to recompute `xhat`), and the means of `dy` and of `dy * xhat`.
-struct Centring<'a> {
-    mean: &'a [f32],
-    inv_std: &'a [f32],
-    mean_dy: &'a [f32],
-    mean_dot: &'a [f32],
 }
 
 /// How a BatchNorm pass normalises.
@@ -263,190 +280,4 @@ where
         sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
     }
     sum
-}
-
-/// Adds each channel's values over the pixels of `z` onto `acc[..c]` and their squares onto
-/// `acc[c..]`.
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn add_sums_and_squares(z: &[f32], acc: &mut [f64]) {
-    let c = acc.len() / 2;
-    let (sum, squares) = acc.split_at_mut(c);
-    for row in z.chunks_exact(c) {
-        for ch in 0..c {
-            let v = f64::from(row[ch]);
-            sum[ch] += v;
-            squares[ch] += v * v;
-        }
-    }
-}
-
-/// `out = then(scale * xhat + shift)` with `xhat = (z - mean) * inv_std`, pixel by pixel.
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn normalise<'a>(
-    z: &[f32],
-    mean: &[f32],
-    inv_std: &[f32],
-    scale: &[f32],
-    shift: &[f32],
-    then: Then<'a>,
-    out: &mut [f32],
-) {
-    each_value(z, then, out, mean.len(), |ch, z| {
-        let x = (z - mean[ch]) * inv_std[ch];
-        scale[ch] * x + shift[ch]
-    });
-}
-
-/// `out = then(gain * (z - mean) + shift)`, pixel by pixel.
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn affine<'a>(
-    z: &[f32],
-    mean: &[f32],
-    gain: &[f32],
-    shift: &[f32],
-    then: Then<'a>,
-    out: &mut [f32],
-) {
-    each_value(z, then, out, mean.len(), |ch, z| {
-        gain[ch] * (z - mean[ch]) + shift[ch]
-    });
-}
-
-/// `out = then(f(channel, z))` for every value of `z` (`c` channels per pixel), one loop
-/// per kind of `then` so that each vectorises.
-#[inline(always)]
-fn each_value(z: &[f32], then: Then<'_>, out: &mut [f32], c: usize, f: impl Fn(usize, f32) -> f32) {
-    let pixels = out.chunks_exact_mut(c).zip(z.chunks_exact(c));
-    match then {
-        Then::Nothing => {
-            for (o, z) in pixels {
-                for ch in 0..c {
-                    o[ch] = f(ch, z[ch]);
-                }
-            }
-        }
-        Then::Relu => {
-            for (o, z) in pixels {
-                for ch in 0..c {
-                    o[ch] = f(ch, z[ch]).max(0.0);
-                }
-            }
-        }
-        Then::AddRelu(residual) => {
-            for ((o, z), r) in pixels.zip(residual.chunks_exact(c)) {
-                for ch in 0..c {
-                    o[ch] = (f(ch, z[ch]) + r[ch]).max(0.0);
-                }
-            }
-        }
-    }
-}
-
-/// The gradient reaching the affine map's output `scale * x + shift` from `g`, the
-/// gradient of what the forward pass wrote: `g` itself, or, after a ReLU (`RELU`), zero
-/// where that output was not positive (as the ReLU's own backward pass, which tests its
-/// output for `<= 0`).
-#[inline(always)]
-fn gated<const RELU: bool>(g: f32, x: f32, scale: f32, shift: f32) -> f32 {
-    if !RELU || scale * x + shift > 0.0 {
-        g
-    } else {
-        0.0
-    }
-}
-
-/// The scale and shift a ReLU after the affine map gates the gradient with, if one does.
-type Gate<'a> = Option<(&'a [f32], &'a [f32])>;
-
-/// Adds each channel's sum of the gradient (into `acc[..c]`) and of the gradient times
-/// `xhat` (into `acc[c..]`) over the pixels, `xhat` recomputed from `z` as the forward pass
-/// computed it and the gradient [`gated`].
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn add_pair_sums<'a>(
-    dy: &[f32],
-    z: &[f32],
-    mean: &[f32],
-    inv_std: &[f32],
-    gate: Gate<'a>,
-    acc: &mut [f64],
-) {
-    match gate {
-        Some((scale, shift)) => pair_sums::<true>(dy, z, mean, inv_std, scale, shift, acc),
-        None => pair_sums::<false>(dy, z, mean, inv_std, mean, mean, acc),
-    }
-}
-
-/// [`add_pair_sums`] for one kind of gate.
-#[inline(always)]
-fn pair_sums<const RELU: bool>(
-    dy: &[f32],
-    z: &[f32],
-    mean: &[f32],
-    inv_std: &[f32],
-    scale: &[f32],
-    shift: &[f32],
-    acc: &mut [f64],
-) {
-    let c = acc.len() / 2;
-    let (sum, dot) = acc.split_at_mut(c);
-    let (mean, inv_std, scale, shift) = (&mean[..c], &inv_std[..c], &scale[..c], &shift[..c]);
-    for (g_row, z_row) in dy.chunks_exact(c).zip(z.chunks_exact(c)) {
-        for ch in 0..c {
-            let x = (z_row[ch] - mean[ch]) * inv_std[ch];
-            let g = gated::<RELU>(g_row[ch], x, scale[ch], shift[ch]);
-            sum[ch] += f64::from(g);
-            dot[ch] += f64::from(g) * f64::from(x);
-        }
-    }
-}
-
-/// `dz = k * (dy - mean_dy - xhat * mean_dot)`, pixel by pixel, `xhat` and the gradient as
-/// in [`add_pair_sums`].
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn input_gradient<'a, 'b>(
-    dy: &[f32],
-    z: &[f32],
-    means: &Centring<'b>,
-    gate: Gate<'a>,
-    k: &[f32],
-    dz: &mut [f32],
-) {
-    match gate {
-        Some((scale, shift)) => input_gradient_gated::<true>(dy, z, means, scale, shift, k, dz),
-        None => input_gradient_gated::<false>(dy, z, means, k, k, k, dz),
-    }
-}
-
-/// [`input_gradient`] for one kind of gate.
-#[inline(always)]
-fn input_gradient_gated<const RELU: bool>(
-    dy: &[f32],
-    z: &[f32],
-    means: &Centring<'_>,
-    scale: &[f32],
-    shift: &[f32],
-    k: &[f32],
-    dz: &mut [f32],
-) {
-    let c = k.len();
-    let Centring {
-        mean,
-        inv_std,
-        mean_dy,
-        mean_dot,
-    } = *means;
-    let (mean, inv_std, mean_dy, mean_dot) =
-        (&mean[..c], &inv_std[..c], &mean_dy[..c], &mean_dot[..c]);
-    let (scale, shift) = (&scale[..c], &shift[..c]);
-    for ((d_row, g_row), z_row) in dz
-        .chunks_exact_mut(c)
-        .zip(dy.chunks_exact(c))
-        .zip(z.chunks_exact(c))
-    {
-        for ch in 0..c {
-            let x = (z_row[ch] - mean[ch]) * inv_std[ch];
-            let g = gated::<RELU>(g_row[ch], x, scale[ch], shift[ch]);
-            d_row[ch] = k[ch] * (g - mean_dy[ch] - x * mean_dot[ch]);
-        }
-    }
 }
