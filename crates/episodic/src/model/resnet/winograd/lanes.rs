@@ -138,3 +138,52 @@ pub(super) fn filter_1d([g0, g1, g2]: [f32; 3]) -> [f32; 4] {
 pub(super) fn filter_gradient_1d([u0, u1, u2, u3]: [f32; 4]) -> [f32; 3] {
     [u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3]
 }
+
+/// `U = G g G^T` of one 3x3 kernel `g` (taps row by row): the 16 positions row by row.
+#[inline(always)]
+fn filter_2d(g: [f32; 9]) -> [f32; 16] {
+    // Columns first (G g), then rows ((G g) G^T).
+    let mut gg = [[0.0f32; 3]; 4];
+    for c in 0..3 {
+        let t = filter_1d([g[c], g[3 + c], g[6 + c]]);
+        for (row, value) in gg.iter_mut().zip(t) {
+            row[c] = value;
+        }
+    }
+    let mut u = [0.0f32; 16];
+    for (i, row) in gg.iter().enumerate() {
+        u[i * 4..i * 4 + 4].copy_from_slice(&filter_1d(*row));
+    }
+    u
+}
+
+/// The transpose of [`filter_2d`]: `dg = G^T dU G`, taps row by row.
+#[inline(always)]
+fn filter_gradient_2d(du: [f32; 16]) -> [f32; 9] {
+    let mut rows = [[0.0f32; 3]; 4];
+    for (i, row) in rows.iter_mut().enumerate() {
+        *row = filter_gradient_1d([du[i * 4], du[i * 4 + 1], du[i * 4 + 2], du[i * 4 + 3]]);
+    }
+    let mut dg = [0.0f32; 9];
+    for c in 0..3 {
+        let column = filter_gradient_1d([rows[0][c], rows[1][c], rows[2][c], rows[3][c]]);
+        for (ky, value) in column.into_iter().enumerate() {
+            dg[ky * 3 + c] = value;
+        }
+    }
+    dg
+}
+
+/// [`filter_2d`] of many kernels at once: `taps[k]` holds tap `k` of each kernel, `out[xi]`
+/// receives position `xi` of each.
+#[inline(always)]
+pub(super) fn filter_2d_lanes(taps: [&[f32]; 9], out: [&mut [f32]; 16]) {
+    lanes(taps, out, false, filter_2d);
+}
+
+/// [`filter_gradient_2d`] of many kernels at once: `du[xi]` holds position `xi` of each
+/// kernel's gradient, `out[k]` receives tap `k` of each.
+#[inline(always)]
+pub(super) fn filter_gradient_2d_lanes(du: [&[f32]; 16], out: [&mut [f32]; 9]) {
+    lanes(du, out, false, filter_gradient_2d);
+}

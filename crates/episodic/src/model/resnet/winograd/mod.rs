@@ -27,10 +27,9 @@ mod lanes;
 mod tests;
 mod tiles;
 
-use lanes::{filter_1d, filter_gradient_1d};
 use tiles::{
-    each_image, input_gradient_tiles_image, input_tiles_image, output_gradient_tiles_image,
-    output_tiles_image,
+    each_image, filter_gradient_tiles, filter_tiles, input_gradient_tiles_image, input_tiles_image,
+    output_gradient_tiles_image, output_tiles_image,
 };
 
 /// Positions of a transformed 4x4 tile.
@@ -214,50 +213,12 @@ impl Conv {
     /// (`[16][cin][cout]`).
     fn transformed_weight(&self, torch: &[f32], u: &mut Vec<f32>) {
         let (cin, cout) = (self.cin, self.cout);
-        let u = grown(u, POSITIONS * cin * cout);
-        for (co, kernels) in torch.chunks_exact(cin * 9).enumerate() {
-            for (ci, g) in kernels.chunks_exact(9).enumerate() {
-                // Columns first (G g), then rows ((G g) G^T).
-                let mut gg = [[0.0f32; 3]; 4];
-                for c in 0..3 {
-                    let t = filter_1d([g[c], g[3 + c], g[6 + c]]);
-                    for (row, value) in gg.iter_mut().zip(t) {
-                        row[c] = value;
-                    }
-                }
-                for (i, row) in gg.iter().enumerate() {
-                    for (j, value) in filter_1d(*row).into_iter().enumerate() {
-                        u[((i * 4 + j) * cin + ci) * cout + co] = value;
-                    }
-                }
-            }
-        }
+        filter_tiles(cin, cout, torch, grown(u, POSITIONS * cin * cout));
     }
 
     /// `dg = G^T dU G` from `du` (`[16][cin][cout]`) into `dst` (torch's `[cout][cin][3][3]`).
     fn weight_gradient(&self, du: &[f32], dst: &mut [f32]) {
-        let (cin, cout) = (self.cin, self.cout);
-        for (co, kernels) in dst.chunks_exact_mut(cin * 9).enumerate() {
-            for (ci, dg) in kernels.chunks_exact_mut(9).enumerate() {
-                let at = |xi: usize| du[(xi * cin + ci) * cout + co];
-                let mut rows = [[0.0f32; 3]; 4];
-                for (i, row) in rows.iter_mut().enumerate() {
-                    *row = filter_gradient_1d([
-                        at(i * 4),
-                        at(i * 4 + 1),
-                        at(i * 4 + 2),
-                        at(i * 4 + 3),
-                    ]);
-                }
-                for c in 0..3 {
-                    let column =
-                        filter_gradient_1d([rows[0][c], rows[1][c], rows[2][c], rows[3][c]]);
-                    for (ky, value) in column.into_iter().enumerate() {
-                        dg[ky * 3 + c] = value;
-                    }
-                }
-            }
-        }
+        filter_gradient_tiles(self.cin, self.cout, du, dst);
     }
 
     /// `V = B^T d B` of every tile of images `n0..n1` of `x` into `buf`, grown as needed:

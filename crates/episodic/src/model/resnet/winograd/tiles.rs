@@ -7,8 +7,8 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::lanes::{
-    add_data_gradient_1d, add_data_gradient_rows, data_1d, four_mut, output_1d, output_gradient_1d,
-    two_mut,
+    add_data_gradient_1d, add_data_gradient_rows, data_1d, filter_2d_lanes,
+    filter_gradient_2d_lanes, four_mut, output_1d, output_gradient_1d, two_mut,
 };
 use super::{Conv, Planes, POSITIONS};
 
@@ -207,6 +207,48 @@ pub(super) fn input_gradient_tiles_image(
             at_row = y + 1;
         }
         add_data_gradient_rows([q0, q1, q2, q3], targets);
+    }
+}
+
+/// `U = G g G^T` of every kernel of a `cin` to `cout` convolution (torch's
+/// `[cout][cin][3][3]`) into `u` (`[16][cin][cout]`): input channel by input channel, its
+/// kernels gathered tap by tap (`[9][cout]`) and transformed 16 output channels at a time.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub(super) fn filter_tiles(cin: usize, cout: usize, torch: &[f32], u: &mut [f32]) {
+    let mut taps = vec![0.0f32; 9 * cout];
+    let mut planes = u.chunks_exact_mut(cin * cout);
+    let mut rows: [_; POSITIONS] =
+        std::array::from_fn(|_| planes.next().expect("16 planes").chunks_exact_mut(cout));
+    for ci in 0..cin {
+        for (co, kernel) in torch.chunks_exact(cin * 9).enumerate() {
+            for (k, &g) in kernel[ci * 9..][..9].iter().enumerate() {
+                taps[k * cout + co] = g;
+            }
+        }
+        let taps: [&[f32]; 9] = std::array::from_fn(|k| &taps[k * cout..][..cout]);
+        let out = rows
+            .each_mut()
+            .map(|plane| plane.next().expect("a row per input channel"));
+        filter_2d_lanes(taps, out);
+    }
+}
+
+/// The transpose of [`filter_tiles`]: `dg = G^T dU G` of every kernel, from `du`
+/// (`[16][cin][cout]`) into `dst` (torch's `[cout][cin][3][3]`).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub(super) fn filter_gradient_tiles(cin: usize, cout: usize, du: &[f32], dst: &mut [f32]) {
+    let mut taps = vec![0.0f32; 9 * cout];
+    for ci in 0..cin {
+        let rows: [&[f32]; POSITIONS] =
+            std::array::from_fn(|xi| &du[(xi * cin + ci) * cout..][..cout]);
+        let mut chunks = taps.chunks_exact_mut(cout);
+        let out: [&mut [f32]; 9] = std::array::from_fn(|_| chunks.next().expect("a row per tap"));
+        filter_gradient_2d_lanes(rows, out);
+        for (co, kernel) in dst.chunks_exact_mut(cin * 9).enumerate() {
+            for (k, g) in kernel[ci * 9..][..9].iter_mut().enumerate() {
+                *g = taps[k * cout + co];
+            }
+        }
     }
 }
 
