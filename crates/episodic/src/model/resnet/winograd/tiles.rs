@@ -210,26 +210,37 @@ pub(super) fn input_gradient_tiles_image(
     }
 }
 
+/// Input channels gathered per sweep over the kernels in [`filter_tiles`] and
+/// [`filter_gradient_tiles`]: a sweep per channel reads the kernels 36 bytes at a time and
+/// cost as much as the transforms themselves.
+const GATHERED_CHANNELS: usize = 16;
+
 /// `U = G g G^T` of every kernel of a `cin` to `cout` convolution (torch's
-/// `[cout][cin][3][3]`) into `u` (`[16][cin][cout]`): input channel by input channel, its
-/// kernels gathered tap by tap (`[9][cout]`) and transformed 16 output channels at a time.
+/// `[cout][cin][3][3]`) into `u` (`[16][cin][cout]`): the kernels of a few input channels
+/// at a time gathered tap by tap (`[channel][9][cout]`), then each channel's transformed 16
+/// output channels at a time.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub(super) fn filter_tiles(cin: usize, cout: usize, torch: &[f32], u: &mut [f32]) {
-    let mut taps = vec![0.0f32; 9 * cout];
+    let group = GATHERED_CHANNELS.min(cin);
+    let mut taps = vec![0.0f32; group * 9 * cout];
     let mut planes = u.chunks_exact_mut(cin * cout);
     let mut rows: [_; POSITIONS] =
         std::array::from_fn(|_| planes.next().expect("16 planes").chunks_exact_mut(cout));
-    for ci in 0..cin {
+    for ci0 in (0..cin).step_by(group) {
+        let channels = group.min(cin - ci0);
         for (co, kernel) in torch.chunks_exact(cin * 9).enumerate() {
-            for (k, &g) in kernel[ci * 9..][..9].iter().enumerate() {
-                taps[k * cout + co] = g;
+            let gathered = &kernel[ci0 * 9..][..channels * 9];
+            for (j, &g) in gathered.iter().enumerate() {
+                taps[j * cout + co] = g;
             }
         }
-        let taps: [&[f32]; 9] = std::array::from_fn(|k| &taps[k * cout..][..cout]);
-        let out = rows
-            .each_mut()
-            .map(|plane| plane.next().expect("a row per input channel"));
-        filter_2d_lanes(taps, out);
+        for channel in taps.chunks_exact(9 * cout).take(channels) {
+            let taps: [&[f32]; 9] = std::array::from_fn(|k| &channel[k * cout..][..cout]);
+            let out = rows
+                .each_mut()
+                .map(|plane| plane.next().expect("a row per input channel"));
+            filter_2d_lanes(taps, out);
+        }
     }
 }
 
@@ -237,16 +248,23 @@ pub(super) fn filter_tiles(cin: usize, cout: usize, torch: &[f32], u: &mut [f32]
 /// (`[16][cin][cout]`) into `dst` (torch's `[cout][cin][3][3]`).
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub(super) fn filter_gradient_tiles(cin: usize, cout: usize, du: &[f32], dst: &mut [f32]) {
-    let mut taps = vec![0.0f32; 9 * cout];
-    for ci in 0..cin {
-        let rows: [&[f32]; POSITIONS] =
-            std::array::from_fn(|xi| &du[(xi * cin + ci) * cout..][..cout]);
-        let mut chunks = taps.chunks_exact_mut(cout);
-        let out: [&mut [f32]; 9] = std::array::from_fn(|_| chunks.next().expect("a row per tap"));
-        filter_gradient_2d_lanes(rows, out);
+    let group = GATHERED_CHANNELS.min(cin);
+    let mut taps = vec![0.0f32; group * 9 * cout];
+    for ci0 in (0..cin).step_by(group) {
+        let channels = group.min(cin - ci0);
+        for (j, channel) in taps.chunks_exact_mut(9 * cout).take(channels).enumerate() {
+            let ci = ci0 + j;
+            let rows: [&[f32]; POSITIONS] =
+                std::array::from_fn(|xi| &du[(xi * cin + ci) * cout..][..cout]);
+            let mut chunks = channel.chunks_exact_mut(cout);
+            let out: [&mut [f32]; 9] =
+                std::array::from_fn(|_| chunks.next().expect("a row per tap"));
+            filter_gradient_2d_lanes(rows, out);
+        }
         for (co, kernel) in dst.chunks_exact_mut(cin * 9).enumerate() {
-            for (k, g) in kernel[ci * 9..][..9].iter_mut().enumerate() {
-                *g = taps[k * cout + co];
+            let scattered = &mut kernel[ci0 * 9..][..channels * 9];
+            for (j, g) in scattered.iter_mut().enumerate() {
+                *g = taps[j * cout + co];
             }
         }
     }
