@@ -1,7 +1,6 @@
 //! The ResNet's backward pass: from the logits' gradient to every parameter's.
 
 use super::conv::{grown, InputGradient};
-use super::forward::add_onto;
 use super::ResNet;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, MatMut, MatRef};
@@ -89,43 +88,38 @@ impl ResNet {
                 .bn
                 .backward(params, &bt.first, dh, true, m1, grad, dz, threads);
             let din = grown(&mut t.grad_in, in_len);
-            block.first.conv.backward(
-                params,
-                x,
-                dz,
-                n,
-                grad,
-                Some(InputGradient::Overwrite(&mut *din)),
-                &mut t.conv,
-                threads,
-            );
-            match &block.shortcut {
-                Some(unit) => {
-                    let dz = grown(&mut t.grad_z, out_len);
-                    unit.bn.backward(
-                        params,
-                        &bt.shortcut,
-                        &t.grad_out[..out_len],
-                        false,
-                        m2,
-                        grad,
-                        dz,
-                        threads,
-                    );
-                    unit.conv.backward(
-                        params,
-                        x,
-                        dz,
-                        n,
-                        grad,
-                        Some(InputGradient::Add(din)),
-                        &mut t.conv,
-                        threads,
-                    );
-                }
-                None => {
-                    add_onto(din, &t.grad_out[..out_len]);
-                }
+            // An identity shortcut's gradient (the block's, through its ReLU) joins the
+            // input's in the convolution's own pass.
+            let into = match &block.shortcut {
+                Some(_) => InputGradient::Overwrite(&mut *din),
+                None => InputGradient::OverwriteWith(&mut *din, &t.grad_out[..out_len]),
+            };
+            block
+                .first
+                .conv
+                .backward(params, x, dz, n, grad, Some(into), &mut t.conv, threads);
+            if let Some(unit) = &block.shortcut {
+                let dz = grown(&mut t.grad_z, out_len);
+                unit.bn.backward(
+                    params,
+                    &bt.shortcut,
+                    &t.grad_out[..out_len],
+                    false,
+                    m2,
+                    grad,
+                    dz,
+                    threads,
+                );
+                unit.conv.backward(
+                    params,
+                    x,
+                    dz,
+                    n,
+                    grad,
+                    Some(InputGradient::Add(din)),
+                    &mut t.conv,
+                    threads,
+                );
             }
             std::mem::swap(&mut t.grad_out, &mut t.grad_in);
         }

@@ -53,16 +53,42 @@ pub(super) enum InputGradient<'a> {
     /// Written over what is there, image by image as it is formed (no pass of its own to
     /// clear it first).
     Overwrite(&'a mut [f32]),
+    /// Written over what is there as the second buffer (laid out as the input) plus the
+    /// gradient, image by image: an identity shortcut's gradient joined in the same pass.
+    OverwriteWith(&'a mut [f32], &'a [f32]),
     /// Added onto what is there.
     Add(&'a mut [f32]),
 }
 
 impl<'a> InputGradient<'a> {
-    /// The buffer, and whether its images are to be cleared before the gradient is added.
-    pub(super) fn into_parts(self) -> (&'a mut [f32], bool) {
+    /// The buffer, and what each of its images starts from before the gradient is added.
+    pub(super) fn into_parts(self) -> (&'a mut [f32], Start<'a>) {
         match self {
-            InputGradient::Overwrite(dx) => (dx, true),
-            InputGradient::Add(dx) => (dx, false),
+            InputGradient::Overwrite(dx) => (dx, Start::Zero),
+            InputGradient::OverwriteWith(dx, base) => (dx, Start::Copy(base)),
+            InputGradient::Add(dx) => (dx, Start::Existing),
+        }
+    }
+}
+
+/// What each image of an input gradient starts from before a backward pass adds onto it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Start<'a> {
+    /// Zeros.
+    Zero,
+    /// The same image of this buffer (laid out as the gradient).
+    Copy(&'a [f32]),
+    /// What is there.
+    Existing,
+}
+
+impl Start<'_> {
+    /// Sets `image`, image `index` of the gradient, to where it starts.
+    pub(super) fn prepare(self, index: usize, image: &mut [f32]) {
+        match self {
+            Start::Zero => image.fill(0.0),
+            Start::Copy(base) => image.copy_from_slice(&base[index * image.len()..][..image.len()]),
+            Start::Existing => {}
         }
     }
 }
@@ -187,7 +213,7 @@ impl Conv {
     }
 
     /// Adds the columns' gradient `cols` of images `n0..n1` onto the input gradient `dx`
-    /// (`[n][hin][win][cin]`), each image cleared first when `clear`: the transpose of
+    /// (`[n][hin][win][cin]`), each image set to its `start` first: the transpose of
     /// [`Self::im2col`], image by image on up to `threads` threads.
     #[allow(clippy::too_many_arguments)]
     fn col2im(
@@ -196,26 +222,26 @@ impl Conv {
         n0: usize,
         n1: usize,
         dx: &mut [f32],
-        clear: bool,
+        start: Start<'_>,
         threads: usize,
     ) {
         let per_image = self.out_area() * self.rows();
         let image_len = self.in_area() * self.cin;
         let dx = &mut dx[n0 * image_len..n1 * image_len];
         let cols = &cols[..(n1 - n0) * per_image];
-        let one = |(image, src): (&mut [f32], &[f32])| {
-            if clear {
-                image.fill(0.0);
-            }
+        let one = |(j, (image, src)): (usize, (&mut [f32], &[f32]))| {
+            start.prepare(n0 + j, image);
             self.col2im_image(src, image)
         };
         if threads > 1 && n1 - n0 > 1 {
             dx.par_chunks_mut(image_len)
                 .zip(cols.par_chunks(per_image))
+                .enumerate()
                 .for_each(one);
         } else {
             dx.chunks_mut(image_len)
                 .zip(cols.chunks(per_image))
+                .enumerate()
                 .for_each(one);
         }
     }
@@ -345,7 +371,7 @@ impl Conv {
                 n0 > 0,
                 threads,
             );
-            if let Some((dx, clear)) = dx.as_mut() {
+            if let Some((dx, start)) = dx.as_mut() {
                 let dcols = grown(&mut work.dcols, pixels * rows);
                 matmul(
                     MatMut::row_major(dcols, pixels, rows),
@@ -354,7 +380,7 @@ impl Conv {
                     false,
                     threads,
                 );
-                self.col2im(dcols, n0, n1, dx, *clear, threads);
+                self.col2im(dcols, n0, n1, dx, *start, threads);
             }
             n0 = n1;
         }

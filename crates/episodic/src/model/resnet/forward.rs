@@ -1,8 +1,6 @@
 //! The ResNet's forward pass: input to logits, in training mode (batch statistics kept for
 //! the backward pass) or at test (running statistics).
 
-use multiversion::multiversion;
-
 use super::batchnorm::{BnMode, BnTape, Then};
 use super::config::{CHANNELS, SIDE};
 use super::conv::{grown, ConvWork};
@@ -204,10 +202,4 @@ impl ResNet {
             );
         }
     }
-}
-
-/// `dst += src`, element by element.
-#[multiversion(targets("x86_64+avx2+fma"))]
-pub(super) fn add_onto(dst: &mut [f32], src: &[f32]) {
-    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
 }

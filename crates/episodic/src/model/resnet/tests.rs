@@ -130,6 +130,22 @@ fn convolutions_match_a_direct_one_and_their_gradients_the_finite_differences() 
         for (a, d) in added.iter().zip(&dx) {
             assert!((a - 1.0 - d).abs() < 1e-6, "added {a} against {d}");
         }
+        // ...or the given buffer's images first, whatever the buffer held.
+        let base = uniform(x.len(), 4);
+        let mut with = vec![7.0; x.len()];
+        conv.backward(
+            &w,
+            &x,
+            &r,
+            n,
+            &mut dw,
+            Some(InputGradient::OverwriteWith(&mut with, &base)),
+            &mut ConvWork::default(),
+            1,
+        );
+        for ((a, b), d) in with.iter().zip(&base).zip(&dx) {
+            assert!((a - b - d).abs() < 1e-6, "{a} with base {b} against {d}");
+        }
         let loss = |w: &[f32], x: &[f32]| -> f64 {
             naive_conv(&conv, w, x, n)
                 .iter()

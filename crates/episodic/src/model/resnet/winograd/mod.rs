@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::{grown, Conv, ConvWork};
+use super::conv::{grown, Conv, ConvWork, Start};
 use crate::linalg::{matmul, narrow_kernel, narrow_matmul, MatMut, MatRef};
 
 mod lanes;
@@ -135,7 +135,7 @@ impl Conv {
 
     /// The gradients of [`Self::winograd_forward`] given `dout`: the weight's into `grad`
     /// at the weight's offset (overwritten, in torch's order), the input's added onto `dx`
-    /// when it is wanted, each image cleared first when `dx` says so.
+    /// when it is wanted, each image set first to where `dx` says it starts.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn winograd_backward(
         &self,
@@ -144,7 +144,7 @@ impl Conv {
         dout: &[f32],
         n: usize,
         grad: &mut [f32],
-        mut dx: Option<(&mut [f32], bool)>,
+        mut dx: Option<(&mut [f32], Start<'_>)>,
         work: &mut ConvWork,
         threads: usize,
     ) {
@@ -186,7 +186,7 @@ impl Conv {
                     narrow(cout),
                 );
             });
-            if let Some((dx, clear)) = dx.as_mut() {
+            if let Some((dx, start)) = dx.as_mut() {
                 // The transformed inputs are spent: their buffer takes their gradient.
                 let (u, ut) = (&work.weight, &work.weight_t);
                 each_position(v, tiles * cin, threads, |xi, dv| {
@@ -203,7 +203,7 @@ impl Conv {
                         narrow_dv,
                     );
                 });
-                self.input_gradient_tiles(v, n0, n1, dx, *clear, threads);
+                self.input_gradient_tiles(v, n0, n1, dx, *start, threads);
             }
         }
         self.weight_gradient(&work.dweight, &mut grad[self.weight..][..self.weight_len()]);
@@ -303,7 +303,7 @@ impl Conv {
     }
 
     /// Adds `dd = B dV B^T` of every tile of `dv` (`[16][tiles][cin]`) onto the input
-    /// pixels of images `n0..n1` of `dx` under it, each image cleared first when `clear`.
+    /// pixels of images `n0..n1` of `dx` under it, each image set to its `start` first.
     #[allow(clippy::too_many_arguments)]
     fn input_gradient_tiles(
         &self,
@@ -311,7 +311,7 @@ impl Conv {
         n0: usize,
         n1: usize,
         dx: &mut [f32],
-        clear: bool,
+        start: Start<'_>,
         threads: usize,
     ) {
         let image_len = self.in_area() * self.cin;
@@ -319,9 +319,7 @@ impl Conv {
         let (c, tiles) = (self.cin, self.tiles());
         let plane_len = (n1 - n0) * tiles * c;
         let one = |(j, image): (usize, &mut [f32])| {
-            if clear {
-                image.fill(0.0);
-            }
+            start.prepare(n0 + j, image);
             input_gradient_tiles_image(self, dv, plane_len, j, image)
         };
         if threads > 1 && n1 - n0 > 1 {
