@@ -129,12 +129,13 @@ pub(super) fn add_sums_and_squares(z: &[f32], period: usize, acc: &mut [f64]) {
     fold(&sums, acc);
 }
 
-/// Adds `z` onto `sum` and its square onto `square`, in float64.
+/// Adds `z` onto `sum` and its square onto `square`, in float64. (The square of a float32
+/// is exact in float64, so the fused multiply-add rounds as `square + z * z` does.)
 #[inline(always)]
 fn sum_and_square(z: f32, sum: &mut f64, square: &mut f64) {
     let v = f64::from(z);
     *sum += v;
-    *square += v * v;
+    *square = v.mul_add(v, *square);
 }
 
 /// Adds each place's two sums onto its channel's (`acc[channel]`, `acc[c + channel]`),
@@ -315,11 +316,12 @@ fn pair_sums<const RELU: bool>(
     fold(&sums, acc);
 }
 
-/// Adds `g` onto `sum` and `g * x` onto `dot`, in float64.
+/// Adds `g` onto `sum` and `g * x` onto `dot`, in float64. (The product of two float32 is
+/// exact in float64, so the fused multiply-add rounds as `dot + g * x` does.)
 #[inline(always)]
 fn pair_sum(g: f32, x: f32, sum: &mut f64, dot: &mut f64) {
     *sum += f64::from(g);
-    *dot += f64::from(g) * f64::from(x);
+    *dot = f64::from(g).mul_add(f64::from(x), *dot);
 }
 
 /// What the input gradient subtracts, tiled: the batch mean and inverse standard deviation
