@@ -292,6 +292,7 @@ impl Conv {
     }
 
     /// `out` (`[n][hout][wout][cout]`) = the convolution of `x` (`[n][hin][win][cin]`).
+    #[cfg(test)]
     pub fn forward(
         &self,
         params: &[f32],
@@ -301,8 +302,28 @@ impl Conv {
         work: &mut ConvWork,
         threads: usize,
     ) {
+        self.forward_gathering(params, x, n, out, work, threads, None);
+    }
+
+    /// `out` (`[n][hout][wout][cout]`) = the convolution of `x` (`[n][hin][win][cin]`),
+    /// and, where the same pass can (the Winograd convolutions), each
+    /// output channel's sum and sum of squares over the batch added onto `sums` (`2 *
+    /// cout`: sums, then squares) for the BatchNorm after it: whether it did.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_gathering(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        work: &mut ConvWork,
+        threads: usize,
+        sums: Option<&mut [f64]>,
+    ) -> bool {
         if self.winograd {
-            return self.winograd_forward(params, x, n, out, work, threads);
+            let gathering = sums.is_some();
+            self.winograd_forward(params, x, n, out, work, threads, sums);
+            return gathering;
         }
         self.patch_order(
             &params[self.weight..][..self.weight_len()],
@@ -326,6 +347,7 @@ impl Conv {
             );
             n0 = n1;
         }
+        false
     }
 
     /// The gradients of [`Self::forward`] given `dout`: the weight's into `grad` at the

@@ -52,13 +52,24 @@ impl ResNet {
             let m = n * unit.conv.out_area();
             let len = unit.conv.cout * m;
             let z = grown(if train { &mut tape.z } else { z }, len);
-            unit.conv.forward(params, x, n, z, work, threads);
+            // In training the BatchNorm's sums, from the convolution's own pass where it can.
+            let mut sums = vec![0.0f64; if train { 2 * unit.bn.channels } else { 0 }];
+            let gathered = unit.conv.forward_gathering(
+                params,
+                x,
+                n,
+                z,
+                work,
+                threads,
+                train.then_some(&mut sums[..]),
+            );
             let out = grown(out, len);
             let mode = if train {
                 let at = 2 * unit.bn.stat;
                 BnMode::Train {
                     stats: &mut tape.stats,
                     batch_stats: &mut batch_stats[at..at + 2 * unit.bn.channels],
+                    sums: gathered.then_some(&sums[..]),
                 }
             } else {
                 BnMode::Test { running, vars_at }

@@ -198,6 +198,7 @@ fn bn_train(
     let mode = BnMode::Train {
         stats: &mut tape.stats,
         batch_stats: &mut stats,
+        sums: None,
     };
     bn.forward(params, z, m, &mut out, mode, then, 1);
     (out, tape)
@@ -321,6 +322,7 @@ fn batchnorm_over_several_chunks_gives_the_same_on_one_and_two_threads() {
             let mode = BnMode::Train {
                 stats: &mut tape.stats,
                 batch_stats: &mut stats,
+                sums: None,
             };
             bn.forward(&params, &z, m, &mut out, mode, Then::Relu, threads);
             let (mut grad, mut dz) = (vec![0.0; 2 * c], vec![0.0; c * m]);
@@ -364,6 +366,7 @@ fn batchnorm_normalises_with_batch_statistics_in_training_and_running_ones_at_te
     let mode = BnMode::Train {
         stats: &mut tape.stats,
         batch_stats: &mut stats,
+        sums: None,
     };
     bn.forward(&params, &z, m, &mut out, mode, Then::Nothing, 1);
     // Channel 0 holds 0..8: mean 3.5, unbiased variance 6.

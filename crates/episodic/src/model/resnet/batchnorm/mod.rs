@@ -73,6 +73,13 @@ impl<'a> Then<'a> {
     }
 }
 
+/// Adds each channel's sum over the pixels of `z` (`channels` values each) onto
+/// `acc[..channels]` and its sum of squares onto `acc[channels..]`, in float64: what a
+/// training pass normalises with, gathered where `z` is formed ([`BnMode::Train`]'s `sums`).
+pub(super) fn add_channel_sums(z: &[f32], channels: usize, acc: &mut [f64]) {
+    add_sums_and_squares(z, period(channels), &mut acc[..2 * channels]);
+}
+
 impl BatchNorm {
     /// Normalises `z` (`m` pixels of `channels` values) into `out`, then `then`, on up to
     /// `threads` threads. In training with batch statistics, which it returns as (mean,
@@ -95,14 +102,21 @@ impl BatchNorm {
         let (z, out) = (&z[..m * c], &mut out[..m * c]);
         let rows = CHUNK_PIXELS * c;
         match mode {
-            BnMode::Train { stats, batch_stats } => {
+            BnMode::Train {
+                stats,
+                batch_stats,
+                sums: gathered,
+            } => {
                 // One pass: each channel's sum and sum of squares, in float64, where the
                 // centred sum of squares `sum z^2 - (sum z)^2 / m` keeps float32's precision
                 // unless the mean exceeds the standard deviation some ten-thousandfold.
                 let p = period(c);
-                let sums = chunk_sums(z.len(), rows, 2 * c, threads, |r, acc| {
-                    add_sums_and_squares(&z[r], p, acc)
-                });
+                let sums = match gathered {
+                    Some(sums) => sums[..2 * c].to_vec(),
+                    None => chunk_sums(z.len(), rows, 2 * c, threads, |r, acc| {
+                        add_sums_and_squares(&z[r], p, acc)
+                    }),
+                };
                 let (sum, squares) = sums.split_at(c);
                 let mean: Vec<f64> = sum.iter().map(|s| s / m as f64).collect();
                 let var: Vec<f64> = (0..c)
@@ -249,6 +263,10 @@ pub(super) enum BnMode<'a> {
     Train {
         stats: &'a mut BnStats,
         batch_stats: &'a mut [f32],
+        /// Each channel's sum and sum of squares over the batch (sums, then squares) when
+        /// the convolution before gathered them ([`add_channel_sums`]); else this pass
+        /// takes them.
+        sums: Option<&'a [f64]>,
     },
     /// With the running statistics `running` (means, then variances from `vars_at`).
     Test { running: &'a [f32], vars_at: usize },

@@ -19,6 +19,7 @@
 
 use rayon::prelude::*;
 
+use super::batchnorm::add_channel_sums;
 use super::conv::{grown, Conv, ConvWork, Start};
 use crate::linalg::{matmul, narrow_kernel, narrow_matmul, MatMut, MatRef};
 
@@ -101,7 +102,10 @@ impl Conv {
         })
     }
 
-    /// `out` (`[n][hout][wout][cout]`) = the convolution of `x` (`[n][hin][win][cin]`).
+    /// `out` (`[n][hout][wout][cout]`) = the convolution of `x` (`[n][hin][win][cin]`), and
+    /// each output channel's sum and sum of squares added onto `sums` when given (as
+    /// [`Conv::forward_gathering`]).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn winograd_forward(
         &self,
         params: &[f32],
@@ -110,6 +114,7 @@ impl Conv {
         out: &mut [f32],
         work: &mut ConvWork,
         threads: usize,
+        mut sums: Option<&mut [f64]>,
     ) {
         let (cin, cout) = (self.cin, self.cout);
         self.transformed_weight(
@@ -129,7 +134,7 @@ impl Conv {
                     narrow(cout),
                 );
             });
-            self.output_tiles(m, n0, n1, out, threads);
+            self.output_tiles(m, n0, n1, out, sums.as_deref_mut(), threads);
         }
     }
 
@@ -255,18 +260,45 @@ impl Conv {
     }
 
     /// `Y = A^T M A` of every tile of `m` (`[16][tiles][cout]`) into images `n0..n1` of
-    /// `out`.
-    fn output_tiles(&self, m: &[f32], n0: usize, n1: usize, out: &mut [f32], threads: usize) {
+    /// `out`; each channel's sum and sum of squares over these images added onto `sums`
+    /// when given, while each image is still in the caches (image by image, then the images'
+    /// sums in order, whatever the thread count).
+    fn output_tiles(
+        &self,
+        m: &[f32],
+        n0: usize,
+        n1: usize,
+        out: &mut [f32],
+        sums: Option<&mut [f64]>,
+        threads: usize,
+    ) {
         let image_len = self.out_area() * self.cout;
         let out = &mut out[n0 * image_len..n1 * image_len];
         let (c, tiles) = (self.cout, self.tiles());
         let plane_len = (n1 - n0) * tiles * c;
-        let one =
-            |(j, image): (usize, &mut [f32])| output_tiles_image(self, m, plane_len, j, image);
+        let gathering = sums.is_some();
+        let mut partial = vec![0.0f64; if gathering { (n1 - n0) * 2 * c } else { 0 }];
+        let one = |(j, image): (usize, &mut [f32]), acc: &mut [f64]| {
+            output_tiles_image(self, m, plane_len, j, image);
+            if gathering {
+                add_channel_sums(image, c, acc);
+            }
+        };
+        let images = out.chunks_mut(image_len).enumerate();
+        let accs = partial
+            .chunks_mut(2 * c)
+            .chain(std::iter::repeat_with(|| &mut [][..]));
         if threads > 1 && n1 - n0 > 1 {
-            out.par_chunks_mut(image_len).enumerate().for_each(one);
+            let jobs: Vec<_> = images.zip(accs).collect();
+            jobs.into_par_iter()
+                .for_each(|(image, acc)| one(image, acc));
         } else {
-            out.chunks_mut(image_len).enumerate().for_each(one);
+            images.zip(accs).for_each(|(image, acc)| one(image, acc));
+        }
+        if let Some(sums) = sums {
+            for acc in partial.chunks_exact(2 * c) {
+                sums.iter_mut().zip(acc).for_each(|(s, a)| *s += a);
+            }
         }
     }
 

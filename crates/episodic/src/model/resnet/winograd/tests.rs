@@ -89,3 +89,63 @@ fn the_paper_s_stride_1_convolutions_run_as_winograd_and_the_stem_as_im2col() {
     assert!(!Conv::new(20, 40, 3, 2, 1, 32, 32, 0).winograd);
     assert!(!Conv::new(20, 40, 1, 2, 0, 32, 32, 0).winograd);
 }
+
+#[test]
+fn the_sums_gathered_in_the_output_transform_are_the_outputs_sums() {
+    // Several chunks of images, and an odd side whose last tiles hang over.
+    for (cin, cout, side, n) in [(20, 20, 32, 3), (5, 7, 9, 40)] {
+        let conv = Conv::new(cin, cout, 3, 1, 1, side, side, 0);
+        assert!(conv.winograd);
+        let w = uniform(conv.weight_len(), 1);
+        let x = uniform(cin * n * conv.in_area(), 2);
+        let gathered = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            pool.install(|| {
+                let mut out = vec![0.0; cout * n * conv.out_area()];
+                let mut sums = vec![0.0f64; 2 * cout];
+                let mut work = ConvWork::default();
+                let did = conv.forward_gathering(
+                    &w,
+                    &x,
+                    n,
+                    &mut out,
+                    &mut work,
+                    threads,
+                    Some(&mut sums),
+                );
+                assert!(did, "Winograd gathers the sums");
+                (out, sums)
+            })
+        };
+        let (out, sums) = gathered(1);
+        for ch in 0..cout {
+            let column = out.iter().skip(ch).step_by(cout).map(|&v| f64::from(v));
+            let (s, q) = column.fold((0.0, 0.0), |(s, q), v| (s + v, q + v * v));
+            assert!((sums[ch] - s).abs() < 1e-9 * q.max(1.0), "{side}: sum {ch}");
+            assert!(
+                (sums[cout + ch] - q).abs() < 1e-9 * q.max(1.0),
+                "{side}: square {ch}"
+            );
+        }
+        assert_eq!(gathered(2).1, sums, "{side}: 2 threads, same sums");
+    }
+    // im2col's convolutions leave the sums to the BatchNorm.
+    let conv = Conv::new(3, 4, 3, 2, 1, 8, 8, 0);
+    let mut sums = vec![0.0f64; 8];
+    let mut out = vec![0.0; 4 * conv.out_area()];
+    let w = uniform(conv.weight_len(), 1);
+    let x = uniform(3 * conv.in_area(), 2);
+    let did = conv.forward_gathering(
+        &w,
+        &x,
+        1,
+        &mut out,
+        &mut ConvWork::default(),
+        1,
+        Some(&mut sums),
+    );
+    assert!(!did && sums.iter().all(|&s| s == 0.0));
+}
