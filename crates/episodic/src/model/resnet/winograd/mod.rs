@@ -276,24 +276,25 @@ impl Conv {
         let out = &mut out[n0 * image_len..n1 * image_len];
         let (c, tiles) = (self.cout, self.tiles());
         let plane_len = (n1 - n0) * tiles * c;
+        // Each image's sums apart (a few floats each), added in order after.
+        let mut partial = vec![0.0f64; (n1 - n0) * 2 * c];
         let gathering = sums.is_some();
-        let mut partial = vec![0.0f64; if gathering { (n1 - n0) * 2 * c } else { 0 }];
-        let one = |(j, image): (usize, &mut [f32]), acc: &mut [f64]| {
+        let one = |(j, (image, acc)): (usize, (&mut [f32], &mut [f64]))| {
             output_tiles_image(self, m, plane_len, j, image);
             if gathering {
                 add_channel_sums(image, c, acc);
             }
         };
-        let images = out.chunks_mut(image_len).enumerate();
-        let accs = partial
-            .chunks_mut(2 * c)
-            .chain(std::iter::repeat_with(|| &mut [][..]));
         if threads > 1 && n1 - n0 > 1 {
-            let jobs: Vec<_> = images.zip(accs).collect();
-            jobs.into_par_iter()
-                .for_each(|(image, acc)| one(image, acc));
+            out.par_chunks_mut(image_len)
+                .zip(partial.par_chunks_mut(2 * c))
+                .enumerate()
+                .for_each(one);
         } else {
-            images.zip(accs).for_each(|(image, acc)| one(image, acc));
+            out.chunks_mut(image_len)
+                .zip(partial.chunks_mut(2 * c))
+                .enumerate()
+                .for_each(one);
         }
         if let Some(sums) = sums {
             for acc in partial.chunks_exact(2 * c) {
